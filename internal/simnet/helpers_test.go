@@ -1,0 +1,134 @@
+package simnet_test
+
+import (
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"basalt/internal/simnet"
+	"basalt/raft"
+)
+
+// recorder is a raft.Handler that records what it receives.
+type recorder struct {
+	mu          sync.Mutex
+	msgs        []raft.Envelope
+	unreachable map[uint64]int
+	// snapshot, if set, handles snapshots; otherwise they are discarded.
+	snapshot func(ctx context.Context, env raft.Envelope, body io.Reader) error
+}
+
+var _ raft.Handler = (*recorder)(nil)
+
+func newRecorder() *recorder { return &recorder{unreachable: make(map[uint64]int)} }
+
+func (r *recorder) HandleMessages(msgs []raft.Envelope) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, msgs...)
+}
+
+func (r *recorder) HandleSnapshot(ctx context.Context, env raft.Envelope, body io.Reader) error {
+	if r.snapshot != nil {
+		return r.snapshot(ctx, env, body)
+	}
+	_, err := io.Copy(io.Discard, body)
+	return err
+}
+
+func (r *recorder) HandleUnreachable(host uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreachable[host]++
+}
+
+func (r *recorder) received() []raft.Envelope {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]raft.Envelope(nil), r.msgs...)
+}
+
+func (r *recorder) count() int { return len(r.received()) }
+
+func (r *recorder) unreachableCount(host uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.unreachable[host]
+}
+
+// cluster is a network with hosts 1..n, each with a recorder.
+type cluster struct {
+	net *simnet.Network
+	eps map[uint64]*simnet.Endpoint
+	hs  map[uint64]*recorder
+}
+
+func newCluster(t *testing.T, seed int64, n int) *cluster {
+	t.Helper()
+	c := &cluster{net: simnet.New(seed), eps: map[uint64]*simnet.Endpoint{}, hs: map[uint64]*recorder{}}
+	for h := uint64(1); h <= uint64(n); h++ {
+		c.eps[h], c.hs[h] = c.net.Endpoint(h), newRecorder()
+		c.eps[h].SetHandler(c.hs[h])
+	}
+	t.Cleanup(func() {
+		c.net.Close()
+		if t.Failed() {
+			t.Logf("simnet seed %d", c.net.Seed())
+		}
+	})
+	return c
+}
+
+// send sends one message with sequence number seq from host from to to.
+func (c *cluster) send(from, to, seq uint64) {
+	c.eps[from].Send([]raft.Envelope{msg(from, to, seq)})
+}
+
+func msg(from, to, seq uint64) raft.Envelope {
+	return raft.Envelope{Group: 7, Message: &raftpb.Message{
+		Type:    raftpb.MsgApp.Enum(),
+		From:    proto.Uint64(from),
+		To:      proto.Uint64(to),
+		Index:   proto.Uint64(seq),
+		Context: []byte{1, 2, 3},
+		Entries: []*raftpb.Entry{{Index: proto.Uint64(seq + 1), Data: []byte("payload")}},
+	}}
+}
+
+// seqs returns the Index of each message.
+func seqs(envs []raft.Envelope) []uint64 {
+	out := make([]uint64, len(envs))
+	for i, e := range envs {
+		out[i] = e.Message.GetIndex()
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// settle waits until the network has decided the fate of every message
+// sent so far (delivered or dropped).
+func (c *cluster) settle(t *testing.T) simnet.Stats {
+	t.Helper()
+	var s simnet.Stats
+	waitFor(t, "network to settle", func() bool {
+		s = c.net.Stats()
+		return s.Delivered+s.Dropped == s.Sent+s.Duplicated
+	})
+	return s
+}
