@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,7 @@ func BenchmarkPropose(b *testing.B) {
 }
 
 func benchPropose(b *testing.B, groups, conc int) {
-	c := newGRPCCluster(b, 3, nil)
+	c := newGRPCCluster(b, 3, func(cfg *raft.Config) { cfg.DisableSync = os.Getenv("BENCH_NOSYNC") != "" })
 	c.createGroups(groups)
 	leaders := c.leaders(groups, 60*time.Second)
 	leader := make([]atomic.Uint64, groups+1)

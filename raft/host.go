@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +30,11 @@ type Host struct {
 	metrics *metrics
 	snapDir string
 	snapSem chan struct{}
-	seq     atomic.Uint64
+	// seq numbers this host's proposals. It starts at incarnation<<40, the
+	// incarnation being a counter persisted and bumped at every open, so
+	// IDs of proposals from before a restart, replayed from the log, never
+	// match a proposal made after it.
+	seq atomic.Uint64
 
 	ctx    context.Context // canceled by Stop
 	cancel context.CancelFunc
@@ -94,11 +99,35 @@ func (h *Host) open() error {
 		return fmt.Errorf("opening raft log store: %w", err)
 	}
 	h.db = db
+	if err := h.bumpIncarnation(); err != nil {
+		_ = db.Close()
+		return err
+	}
 	if err := h.loadGroups(); err != nil {
 		h.closeGroups(ErrStopped)
 		_ = db.Close()
 		return err
 	}
+	return nil
+}
+
+// bumpIncarnation increments the persisted incarnation counter and starts
+// the proposal sequence in its range.
+func (h *Host) bumpIncarnation() error {
+	var inc uint64
+	v, closer, err := h.db.Get(incarnationKey)
+	switch {
+	case err == nil:
+		inc = binary.BigEndian.Uint64(v)
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return fmt.Errorf("reading incarnation: %w", err)
+	}
+	inc++
+	if err := h.db.Set(incarnationKey, binary.BigEndian.AppendUint64(nil, inc), pebble.Sync); err != nil {
+		return fmt.Errorf("persisting incarnation: %w", err)
+	}
+	h.seq.Store(inc << 40)
 	return nil
 }
 

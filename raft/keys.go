@@ -11,6 +11,7 @@ import "encoding/binary"
 //	'g' group 't'              -> truncated state (SnapshotMetadata: last index/term not in the log)
 //	'g' group 'p'              -> pending snapshot restore (SnapshotMetadata of a staged snapshot)
 //	'g' group 'l' index        -> log entry
+//	'i'                        -> host incarnation (bumped at every open)
 const (
 	prefixRegistry = 'r'
 	prefixGroup    = 'g'
@@ -20,6 +21,8 @@ const (
 	suffixPending  = 'p'
 	suffixLog      = 'l'
 )
+
+var incarnationKey = []byte{'i'}
 
 func registryKey(group uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixRegistry}, group)
