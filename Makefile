@@ -33,6 +33,9 @@ PROTOC         ?= protoc
 PROTOC_VERSION := libprotoc 3.21.12
 PROTO_DIR      := proto
 PROTO_FILES     = $(shell find $(PROTO_DIR) -name '*.proto' | LC_ALL=C sort)
+# etcd raft's raft.proto, imported by the transport protocol, comes from the
+# module cache at the version go.mod pins.
+RAFT_PROTO_DIR  = $(shell $(GO) list -m -f '{{.Dir}}' go.etcd.io/raft/v3)/raftpb
 
 # Every hand-written and generated .go file, for gofmt.
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' \
@@ -114,7 +117,7 @@ define protoc-gen
 @test -n "$(PROTO_FILES)" || { echo "proto: no .proto files under $(PROTO_DIR)/" >&2; exit 1; }
 @v="$$($(PROTOC) --version)"; if [ "$$v" != "$(PROTOC_VERSION)" ]; then \
 	echo "proto: need '$(PROTOC_VERSION)' (Debian 12 protobuf-compiler), found '$$v'" >&2; exit 1; fi
-$(PROTOC) -I $(PROTO_DIR) \
+$(PROTOC) -I $(PROTO_DIR) -I $(RAFT_PROTO_DIR) \
 	--plugin=protoc-gen-go=$(PROTOC_GEN_GO) \
 	--plugin=protoc-gen-go-grpc=$(PROTOC_GEN_GO_GRPC) \
 	--go_out=$(1) --go_opt=module=basalt \
@@ -169,15 +172,23 @@ staticcheck: $(STATICCHECK)
 lint-rules:
 	$(GO) test -count=1 ./internal/lint/
 
+## system-deps: install the Debian packages the tests need if missing.
+# As root on Debian it installs them with apt-get; otherwise it prints the
+# command to run. .ci/run installs the same list (APT_PACKAGES there).
+SYSTEM_DEPS := protoc:protobuf-compiler gcc:gcc
+.PHONY: system-deps
+system-deps:
+	@missing=""; for d in $(SYSTEM_DEPS); do 		command -v "$${d%%:*}" >/dev/null 2>&1 || missing="$$missing $${d#*:}"; done; 	if [ -n "$$missing" ]; then 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then 			echo "installing:$$missing libc6-dev"; 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing libc6-dev </dev/null; 		else echo "missing packages; run: sudo apt-get install$$missing libc6-dev" >&2; exit 1; fi; 	fi
+
 ## test: every check and every test. This is the command CI runs.
 .PHONY: test
-test: lint
+test: system-deps lint
 	$(GO) test $(GO_TEST_FLAGS) ./...
 
-## bench: raft benchmarks (placeholder until there are any).
+## bench: the raft benchmark (3 hosts, loopback gRPC, Pebble on disk).
 .PHONY: bench
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./raft/
+	$(GO) test -run '^$$' -bench BenchmarkPropose -benchtime 20000x -count 1 ./raft/
 
 ## clean: remove built binaries (keeps the installed tools).
 .PHONY: clean

@@ -118,10 +118,10 @@ func TestMembershipAndLeadershipTransfer(t *testing.T) {
 		checkpointAndCompact(t, c, h, 1) // the learner must catch up by snapshot
 	}
 	ctx := ctxT(t, waitLong)
+	leader := c.WaitLeader(1, waitLong)
 	if err := c.Host(4).CreateGroup(ctx, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	leader := c.WaitLeader(1, waitLong)
 	if err := c.Host(leader).AddLearner(ctx, 1, 4); err != nil {
 		t.Fatalf("add learner: %v", err)
 	}

@@ -26,11 +26,15 @@ type group struct {
 
 	isLeader bool
 	dirty    bool // queued in Host.dirty
-	failed   error
-	reads    map[string]*readWaiter
-	confHist []confAt // membership at each conf change index, ascending
-	served   *servedSnapshot
-	snapBusy bool // a snapshot request is queued at the applier
+	inFlight bool // its Ready is being persisted; no new Ready until it lands
+	// afterFlight runs once the in-flight Ready has landed (operations that
+	// must not race with its batch, like DestroyGroup).
+	afterFlight []func()
+	failed      error
+	reads       map[string]*readWaiter
+	confHist    []confAt // membership at each conf change index, ascending
+	served      *servedSnapshot
+	snapBusy    bool // a snapshot request is queued at the applier
 }
 
 type confAt struct {

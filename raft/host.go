@@ -52,9 +52,15 @@ type Host struct {
 		stopped bool
 	}
 
+	// persisted receives Ready rounds whose batch is committed; capacity
+	// maxFlights so a committing goroutine never blocks.
+	persisted  chan *flight
+	persisting sync.WaitGroup
+
 	// Owned by the loop goroutine.
-	groups map[uint64]*group
-	dirty  []*group // groups touched since their last Ready check
+	groups   map[uint64]*group
+	dirty    []*group // groups touched since their last Ready check
+	inFlight int      // rounds being persisted
 }
 
 var _ Handler = (*Host)(nil)
@@ -67,15 +73,16 @@ func NewHost(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{
-		cfg:     cfg,
-		log:     cfg.Logger.With("host", cfg.HostID),
-		metrics: newMetrics(),
-		snapDir: cfg.FS.PathJoin(cfg.Dir, "snapshots"),
-		snapSem: make(chan struct{}, cfg.MaxConcurrentSnapshots),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		groups:  make(map[uint64]*group),
+		cfg:       cfg,
+		log:       cfg.Logger.With("host", cfg.HostID),
+		metrics:   newMetrics(),
+		snapDir:   cfg.FS.PathJoin(cfg.Dir, "snapshots"),
+		snapSem:   make(chan struct{}, cfg.MaxConcurrentSnapshots),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		groups:    make(map[uint64]*group),
+		persisted: make(chan *flight, maxFlights),
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.mu.known = make(map[uint64]*group)
@@ -354,10 +361,16 @@ func (h *Host) run() {
 			return
 		case <-ticker.C:
 			h.tick()
+		case f := <-h.persisted:
+			if err := h.landed(f); err != nil {
+				h.log.Error("raft log write failed; host stops", "err", err)
+				h.shutdown(err)
+				return
+			}
 		case <-h.wake:
 		}
 		h.drainInbox()
-		if err := h.processReady(); err != nil {
+		if err := h.startRound(); err != nil {
 			h.log.Error("raft log write failed; host stops", "err", err)
 			h.shutdown(err)
 			return
@@ -411,86 +424,6 @@ func (h *Host) snapshotStaged(env Envelope) bool {
 	meta := env.Message.GetSnapshot().GetMetadata()
 	_, err := h.cfg.FS.Stat(stagedPath(h.cfg.FS, h.snapDir, env.Group, meta.GetIndex(), meta.GetTerm()))
 	return err == nil
-}
-
-// round is one group's part of a Ready round.
-type round struct {
-	g  *group
-	rd etcdraft.Ready
-}
-
-// processReady runs one Ready round over every group that has work.
-func (h *Host) processReady() error {
-	b := h.db.NewBatch()
-	defer b.Close()
-	var rounds []round
-	mustSync, entries := false, 0
-	dirty := h.dirty
-	h.dirty = nil
-	for _, g := range dirty {
-		g.dirty = false
-		if g.failed != nil || h.groups[g.id] != g || !g.rn.HasReady() {
-			continue
-		}
-		if g.applier.backlog() > h.cfg.MaxApplyBacklog {
-			continue // retried at the next tick, which marks every group
-		}
-		rd := g.rn.Ready()
-		if err := g.persist(b, &rd); err != nil {
-			return err
-		}
-		mustSync = mustSync || rd.MustSync
-		entries += len(rd.Entries)
-		rounds = append(rounds, round{g, rd})
-	}
-	if len(rounds) == 0 {
-		return nil
-	}
-	if err := h.commit(b, mustSync, entries); err != nil {
-		return err
-	}
-	return h.afterPersist(rounds)
-}
-
-func (h *Host) commit(b *pebble.Batch, mustSync bool, entries int) error {
-	h.metrics.readyRounds.Inc()
-	if b.Empty() {
-		return nil
-	}
-	sync := mustSync && !h.cfg.DisableSync
-	start := time.Now()
-	if err := b.Commit(&pebble.WriteOptions{Sync: sync}); err != nil {
-		return fmt.Errorf("committing raft log batch: %w", err)
-	}
-	if sync {
-		h.metrics.fsyncs.Inc()
-		h.metrics.fsyncLatency.Observe(time.Since(start).Seconds())
-		h.metrics.entriesPerFsync.Observe(float64(entries))
-	}
-	return nil
-}
-
-// afterPersist sends the round's messages, hands committed entries to the
-// state machines and advances every RawNode.
-func (h *Host) afterPersist(rounds []round) error {
-	var out []Envelope
-	for i := range rounds {
-		r := &rounds[i]
-		h.noteSoftState(r.g, r.rd.SoftState)
-		out = h.collectMessages(r.g, r.rd.Messages, out)
-		if err := h.handOff(r.g, &r.rd); err != nil {
-			h.failGroup(r.g, err)
-			continue
-		}
-		r.g.noteReadStates(r.rd.ReadStates)
-		r.g.rn.Advance(r.rd)
-		h.markDirty(r.g) // Advance may have produced more work
-		h.maybeRequestSnapshot(r.g)
-	}
-	if len(out) > 0 {
-		h.cfg.Transport.Send(out)
-	}
-	return nil
 }
 
 func (h *Host) noteSoftState(g *group, ss *etcdraft.SoftState) {
@@ -585,6 +518,7 @@ func (h *Host) shutdown(err error) {
 	h.mu.stopped = true
 	h.mu.Unlock()
 	h.cancel()
+	h.persisting.Wait()
 	h.bg.Wait()
 	h.closeGroups(ErrStopped)
 	if cerr := h.db.Close(); cerr != nil && h.err == nil {

@@ -53,15 +53,33 @@ func (h *Host) createGroup(id uint64, voters []uint64) error {
 // state. It does not change the group's membership: remove the replica
 // with ChangeMembership first, or the others will keep trying to reach it.
 func (h *Host) DestroyGroup(ctx context.Context, id uint64) error {
-	return h.call(ctx, func() error {
-		g := h.groups[id]
-		if g == nil {
-			return fmt.Errorf("destroying group %d: %w", id, ErrGroupNotFound)
-		}
-		delete(h.groups, id)
-		h.closeGroup(g, ErrGroupStopped)
-		return h.removeGroupData(id)
-	})
+	res := make(chan error, 1)
+	h.do(func() { h.destroyGroup(id, res) })
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.done:
+		return ErrStopped
+	}
+}
+
+// destroyGroup waits for an in-flight Ready of the group to land, so its
+// batch cannot write the group's keys back after they are deleted.
+func (h *Host) destroyGroup(id uint64, res chan<- error) {
+	g := h.groups[id]
+	if g == nil {
+		res <- fmt.Errorf("destroying group %d: %w", id, ErrGroupNotFound)
+		return
+	}
+	if g.inFlight {
+		g.afterFlight = append(g.afterFlight, func() { h.destroyGroup(id, res) })
+		return
+	}
+	delete(h.groups, id)
+	h.closeGroup(g, ErrGroupStopped)
+	res <- h.removeGroupData(id)
 }
 
 // Groups returns the IDs of the groups hosted here, sorted.
@@ -230,9 +248,31 @@ func (h *Host) waitApplied(ctx context.Context, g *group, index uint64) error {
 }
 
 // TransferLeadership asks the leader of group id (this host) to hand
-// leadership to host to, and waits until to leads or ctx expires.
+// leadership to host to, and waits until to leads or ctx expires. Raft
+// abandons a transfer the target cannot take yet (for example, it has not
+// applied its own promotion); the request is repeated every election
+// timeout until ctx expires.
 func (h *Host) TransferLeadership(ctx context.Context, id, to uint64) error {
-	err := h.call(ctx, func() error {
+	retry := time.Duration(2*h.cfg.ElectionTicks) * h.cfg.TickInterval
+	for {
+		if err := h.startTransfer(ctx, id, to); err != nil {
+			return err
+		}
+		done, err := h.waitLeader(ctx, id, to, retry)
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// startTransfer asks raft to transfer leadership; it is a no-op once to
+// leads.
+func (h *Host) startTransfer(ctx context.Context, id, to uint64) error {
+	return h.call(ctx, func() error {
+		g := h.groups[id]
+		if g != nil && g.leader.Load() == to {
+			return nil
+		}
 		g, err := h.leaderGroup(id)
 		if err != nil {
 			return err
@@ -241,21 +281,24 @@ func (h *Host) TransferLeadership(ctx context.Context, id, to uint64) error {
 		h.markDirty(g)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// waitLeader polls until to leads group id (true), for at most d.
+func (h *Host) waitLeader(ctx context.Context, id, to uint64, d time.Duration) (bool, error) {
 	t := time.NewTicker(h.cfg.TickInterval)
 	defer t.Stop()
-	for {
-		if st, err := h.Status(ctx, id); err == nil && st.Leader == to {
-			return nil
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if l, _, err := h.Leader(id); err != nil || l == to {
+			return err == nil, err
 		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: group %d to host %d: %w", ErrTransferFailed, id, to, ctx.Err())
+			return false, fmt.Errorf("%w: group %d to host %d: %w", ErrTransferFailed, id, to, ctx.Err())
 		}
 	}
+	return false, nil
 }
 
 // Compact tells the host that group id's state machine has made its state

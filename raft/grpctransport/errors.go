@@ -22,6 +22,8 @@ var (
 	// Handler.HandleSnapshot when the sender's stream ends before the
 	// snapshot is complete.
 	ErrStreamBroken = errors.New("grpctransport: snapshot stream broken")
+	// ErrInvalidMessage means a peer sent a malformed message.
+	ErrInvalidMessage = errors.New("grpctransport: invalid message")
 	// ErrNoHandler means a snapshot arrived before SetHandler.
 	ErrNoHandler = errors.New("grpctransport: no handler set")
 )

@@ -191,19 +191,18 @@ func (p *peer) next() *transportpb.RaftMessage {
 	}
 }
 
-// encode marshals env; it returns nil (and counts a drop) for a message
-// that cannot be marshaled or is too large to ever fit in a batch.
+// encode wraps env for a batch (the raft message is embedded and marshaled
+// with the batch); it returns nil (and counts a drop) for a message without
+// a body or too large to ever fit in a batch.
 func (p *peer) encode(env raft.Envelope) *transportpb.RaftMessage {
-	data, err := proto.Marshal(env.Message)
-	if err != nil {
-		p.log.Error("raft transport: marshaling message", "group", env.Group, "err", err)
+	if env.Message == nil {
 		p.t.metrics.drop(dropInvalid, 1)
 		return nil
 	}
-	rm := &transportpb.RaftMessage{Group: env.Group, Message: data}
-	if framedSize(rm)+batchOverhead > p.t.cfg.MaxBatchBytes {
+	rm := &transportpb.RaftMessage{Group: env.Group, Message: env.Message}
+	if n := framedSize(rm); n+batchOverhead > p.t.cfg.MaxBatchBytes {
 		p.log.Warn("raft transport: message larger than MaxBatchBytes dropped",
-			"group", env.Group, "bytes", len(data), "limit", p.t.cfg.MaxBatchBytes)
+			"group", env.Group, "bytes", n, "limit", p.t.cfg.MaxBatchBytes)
 		p.t.metrics.drop(dropTooLarge, 1)
 		return nil
 	}

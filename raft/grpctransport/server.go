@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 
-	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"basalt/raft"
 	"basalt/raft/transportpb"
@@ -96,13 +94,12 @@ func decodeBatch(b *transportpb.MessageBatch) ([]raft.Envelope, error) {
 	return envs, nil
 }
 
-// decodeMessage unmarshals one RaftMessage.
+// decodeMessage unwraps one RaftMessage (gRPC has already decoded it).
 func decodeMessage(rm *transportpb.RaftMessage) (raft.Envelope, error) {
-	m := new(raftpb.Message)
-	if err := proto.Unmarshal(rm.GetMessage(), m); err != nil {
-		return raft.Envelope{}, fmt.Errorf("unmarshaling message of group %d: %w", rm.GetGroup(), err)
+	if rm.GetMessage() == nil {
+		return raft.Envelope{}, fmt.Errorf("%w: message of group %d has no body", ErrInvalidMessage, rm.GetGroup())
 	}
-	return raft.Envelope{Group: rm.GetGroup(), Message: m}, nil
+	return raft.Envelope{Group: rm.GetGroup(), Message: rm.GetMessage()}, nil
 }
 
 // errorCode maps a snapshot error to the status code the sender maps back.

@@ -72,14 +72,10 @@ func (t *Transport) snapshotHeader(env raft.Envelope) (*transportpb.SnapshotChun
 	if m.Snapshot != nil {
 		m.Snapshot.Data = nil
 	}
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("marshaling snapshot message: %w", err)
-	}
 	return &transportpb.SnapshotChunk{Header: &transportpb.SnapshotHeader{
 		FromHost: t.cfg.HostID,
 		ToHost:   m.GetTo(),
-		Message:  &transportpb.RaftMessage{Group: env.Group, Message: data},
+		Message:  &transportpb.RaftMessage{Group: env.Group, Message: m},
 	}}, nil
 }
 

@@ -185,15 +185,15 @@ func (c *Cluster) CreateGroup(group uint64, hosts ...uint64) {
 }
 
 // Leader returns the host that leads group, as agreed by every running
-// member that knows a leader, or 0.
+// host that has the group, or 0.
 func (c *Cluster) Leader(group uint64) uint64 {
 	var leader uint64
 	for _, id := range c.running() {
 		l, _, err := c.Host(id).Leader(group)
-		if err != nil || l == 0 {
-			continue
+		if err != nil {
+			continue // not a member here
 		}
-		if leader != 0 && l != leader {
+		if l == 0 || (leader != 0 && l != leader) {
 			return 0
 		}
 		leader = l

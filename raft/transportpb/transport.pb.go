@@ -13,6 +13,7 @@
 package transportpb
 
 import (
+	raftpb "go.etcd.io/raft/v3/raftpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -27,12 +28,13 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// RaftMessage is one etcd raft message (go.etcd.io/raft/v3/raftpb.Message,
-// marshaled with its own gogoproto codec) addressed to one raft group.
+// RaftMessage is one etcd raft message addressed to one raft group. The
+// message is embedded (not carried as bytes) so it is marshaled and
+// unmarshaled once, in place; the wire format is the same either way.
 type RaftMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
-	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Message       *raftpb.Message        `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -74,7 +76,7 @@ func (x *RaftMessage) GetGroup() uint64 {
 	return 0
 }
 
-func (x *RaftMessage) GetMessage() []byte {
+func (x *RaftMessage) GetMessage() *raftpb.Message {
 	if x != nil {
 		return x.Message
 	}
@@ -380,10 +382,11 @@ var File_basalt_raft_v1_transport_proto protoreflect.FileDescriptor
 
 const file_basalt_raft_v1_transport_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebasalt/raft/v1/transport.proto\x12\x0ebasalt.raft.v1\"=\n" +
+	"\x1ebasalt/raft/v1/transport.proto\x12\x0ebasalt.raft.v1\x1a\n" +
+	"raft.proto\"N\n" +
 	"\vRaftMessage\x12\x14\n" +
-	"\x05group\x18\x01 \x01(\x04R\x05group\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\fR\amessage\"}\n" +
+	"\x05group\x18\x01 \x01(\x04R\x05group\x12)\n" +
+	"\amessage\x18\x02 \x01(\v2\x0f.raftpb.MessageR\amessage\"}\n" +
 	"\fMessageBatch\x12\x1b\n" +
 	"\tfrom_host\x18\x01 \x01(\x04R\bfromHost\x12\x17\n" +
 	"\ato_host\x18\x02 \x01(\x04R\x06toHost\x127\n" +
@@ -427,20 +430,22 @@ var file_basalt_raft_v1_transport_proto_goTypes = []any{
 	(*SnapshotChunk)(nil),    // 3: basalt.raft.v1.SnapshotChunk
 	(*SnapshotHeader)(nil),   // 4: basalt.raft.v1.SnapshotHeader
 	(*SnapshotResponse)(nil), // 5: basalt.raft.v1.SnapshotResponse
+	(*raftpb.Message)(nil),   // 6: raftpb.Message
 }
 var file_basalt_raft_v1_transport_proto_depIdxs = []int32{
-	0, // 0: basalt.raft.v1.MessageBatch.messages:type_name -> basalt.raft.v1.RaftMessage
-	4, // 1: basalt.raft.v1.SnapshotChunk.header:type_name -> basalt.raft.v1.SnapshotHeader
-	0, // 2: basalt.raft.v1.SnapshotHeader.message:type_name -> basalt.raft.v1.RaftMessage
-	1, // 3: basalt.raft.v1.RaftTransport.Batch:input_type -> basalt.raft.v1.MessageBatch
-	3, // 4: basalt.raft.v1.RaftTransport.Snapshot:input_type -> basalt.raft.v1.SnapshotChunk
-	2, // 5: basalt.raft.v1.RaftTransport.Batch:output_type -> basalt.raft.v1.BatchResponse
-	5, // 6: basalt.raft.v1.RaftTransport.Snapshot:output_type -> basalt.raft.v1.SnapshotResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6, // 0: basalt.raft.v1.RaftMessage.message:type_name -> raftpb.Message
+	0, // 1: basalt.raft.v1.MessageBatch.messages:type_name -> basalt.raft.v1.RaftMessage
+	4, // 2: basalt.raft.v1.SnapshotChunk.header:type_name -> basalt.raft.v1.SnapshotHeader
+	0, // 3: basalt.raft.v1.SnapshotHeader.message:type_name -> basalt.raft.v1.RaftMessage
+	1, // 4: basalt.raft.v1.RaftTransport.Batch:input_type -> basalt.raft.v1.MessageBatch
+	3, // 5: basalt.raft.v1.RaftTransport.Snapshot:input_type -> basalt.raft.v1.SnapshotChunk
+	2, // 6: basalt.raft.v1.RaftTransport.Batch:output_type -> basalt.raft.v1.BatchResponse
+	5, // 7: basalt.raft.v1.RaftTransport.Snapshot:output_type -> basalt.raft.v1.SnapshotResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_basalt_raft_v1_transport_proto_init() }
