@@ -35,7 +35,7 @@ PROTO_DIR      := proto
 PROTO_FILES     = $(shell find $(PROTO_DIR) -name '*.proto' | LC_ALL=C sort)
 # etcd raft's raft.proto, imported by the transport protocol, comes from the
 # module cache at the version go.mod pins.
-RAFT_PROTO_DIR  = $(shell $(GO) list -m -f '{{.Dir}}' go.etcd.io/raft/v3)/raftpb
+RAFT_PROTO_DIR  = $(shell $(GO) mod download go.etcd.io/raft/v3 && $(GO) list -m -f '{{.Dir}}' go.etcd.io/raft/v3)/raftpb
 
 # Every hand-written and generated .go file, for gofmt.
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' \

@@ -160,6 +160,7 @@ func (a *applier) do(t applyTask) error {
 }
 
 func (a *applier) doApply(t applyTask) error {
+	t = a.skipApplied(t)
 	if len(t.entries) == 0 {
 		return nil
 	}
@@ -178,6 +179,25 @@ func (a *applier) doApply(t applyTask) error {
 	}
 	a.advance(t.entries[len(t.entries)-1].Index, len(t.entries))
 	return nil
+}
+
+// skipApplied drops entries the state machine already has. After a crash
+// the persisted commit index can be behind what a state machine made
+// durable (commit-only HardState updates are not synced), so raft may
+// hand over entries again; applying them twice would break state machines
+// whose commands are not idempotent.
+func (a *applier) skipApplied(t applyTask) applyTask {
+	applied, n := a.applied.Load(), 0
+	for n < len(t.entries) && t.entries[n].Index <= applied {
+		n++
+	}
+	if n > 0 {
+		a.mu.Lock()
+		a.mu.backlog -= n
+		a.mu.Unlock()
+		t.entries, t.ids = t.entries[n:], t.ids[n:]
+	}
+	return t
 }
 
 func (a *applier) doSnapshot() error {

@@ -193,7 +193,9 @@ func (h *Host) startGroup(id uint64, store *logStore) error {
 		reads:    make(map[string]*readWaiter),
 		confHist: []confAt{{store.confIndex, store.conf}},
 	}
-	g.rn, err = etcdraft.NewRawNode(h.raftConfig(store, applied))
+	// Raft may not be told about applied entries beyond the persisted
+	// commit index; the applier skips the ones it is handed again.
+	g.rn, err = etcdraft.NewRawNode(h.raftConfig(store, min(applied, store.hard.GetCommit())))
 	if err != nil {
 		_ = sm.Close()
 		return fmt.Errorf("starting raft for group %d: %w", id, err)
@@ -212,7 +214,8 @@ func (h *Host) startGroup(id uint64, store *logStore) error {
 
 // openStateMachine returns the index the state machine has applied, after
 // finishing an interrupted snapshot restore. The log must still hold every
-// entry after it.
+// entry after it. It may exceed the persisted commit index (commit-only
+// HardState updates are written without sync).
 func (h *Host) openStateMachine(id uint64, sm StateMachine, store *logStore) (uint64, error) {
 	applied, err := sm.Open(h.ctx)
 	if err != nil {
@@ -233,7 +236,7 @@ func (h *Host) openStateMachine(id uint64, sm StateMachine, store *logStore) (ui
 		return 0, fmt.Errorf("%w: group %d: state machine is at index %d but the log starts after %d",
 			ErrGroupFailed, id, applied, store.trunc.GetIndex())
 	}
-	return min(applied, store.hard.GetCommit()), nil
+	return applied, nil
 }
 
 func (h *Host) raftConfig(store *logStore, applied uint64) *etcdraft.Config {

@@ -31,7 +31,8 @@ type KV struct {
 		sync.Mutex
 		data    map[string]string
 		applied uint64
-		log     []string // commands in apply order, since the last restore
+		log     []string          // commands in apply order, since the last restore
+		opened  map[string]string // the state Open loaded from the checkpoint
 	}
 }
 
@@ -70,6 +71,7 @@ func (kv *KV) Open(context.Context) (uint64, error) {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	kv.mu.data, kv.mu.applied = st.Data, st.Applied
+	kv.mu.opened = maps.Clone(st.Data)
 	return st.Applied, nil
 }
 
@@ -178,6 +180,13 @@ func (kv *KV) Data() map[string]string {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	return maps.Clone(kv.mu.data)
+}
+
+// Opened returns the state Open loaded from the checkpoint (nil if none).
+func (kv *KV) Opened() map[string]string {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return maps.Clone(kv.mu.opened)
 }
 
 // Applied returns the index of the last applied entry.
