@@ -188,7 +188,7 @@ test: system-deps lint
 ## bench: the raft benchmark (3 hosts, loopback gRPC, Pebble on disk).
 .PHONY: bench
 bench:
-	$(GO) test -run '^$$' -bench BenchmarkPropose -benchtime 20000x -count 1 ./raft/
+	$(GO) test -run '^$$' -bench 'BenchmarkPropose|BenchmarkSyncedWriteBaseline' -benchtime 20000x -count 1 ./raft/
 
 ## clean: remove built binaries (keeps the installed tools).
 .PHONY: clean

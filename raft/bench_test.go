@@ -56,22 +56,38 @@ func benchPropose(b *testing.B, groups, conc int) {
 	payload := make([]byte, 4096)
 	_, _ = rand.Read(payload)
 
-	var next atomic.Int64
-	lat := make([][]time.Duration, conc)
 	fsyncs0 := c.fsyncs()
 	msgs0, batches0 := c.transportCount("messages_sent_total"), c.transportCount("batches_sent_total")
 	cpu0 := cpuTime()
 	b.SetBytes(int64(len(payload)))
+	lat, elapsed := runLoad(b, conc, func(i int64) error {
+		g := uint64(i%int64(groups)) + 1
+		return c.propose(context.Background(), g, &leader[g], payload)
+	})
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/commit")
+	b.ReportMetric((c.transportCount("messages_sent_total")-msgs0)/float64(b.N), "msgs/commit")
+	b.ReportMetric((c.transportCount("batches_sent_total")-batches0)/float64(b.N), "batches/commit")
+	reportLatency(b, lat, elapsed, c.fsyncs()-fsyncs0)
+	sum, n := c.histogram("basalt_raft_fsync_latency_seconds")
+	if n > 0 {
+		b.ReportMetric(sum/n*1e6, "fsync-µs")
+	}
+}
+
+// runLoad resets the timer and runs op for i = 1..b.N from conc goroutines;
+// it returns every op's latency and the wall time.
+func runLoad(b *testing.B, conc int, op func(i int64) error) ([]time.Duration, time.Duration) {
+	var next atomic.Int64
+	lat := make([][]time.Duration, conc)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range conc {
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-				g := uint64(i%int64(groups)) + 1
 				t0 := time.Now()
-				if err := c.propose(context.Background(), g, &leader[g], payload); err != nil {
-					b.Errorf("group %d: %v", g, err)
+				if err := op(i); err != nil {
+					b.Errorf("op %d: %v", i, err)
 					return
 				}
 				lat[w] = append(lat[w], time.Since(t0))
@@ -81,14 +97,7 @@ func benchPropose(b *testing.B, groups, conc int) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/commit")
-	b.ReportMetric((c.transportCount("messages_sent_total")-msgs0)/float64(b.N), "msgs/commit")
-	b.ReportMetric((c.transportCount("batches_sent_total")-batches0)/float64(b.N), "batches/commit")
-	reportLatency(b, slices.Concat(lat...), elapsed, c.fsyncs()-fsyncs0)
-	sum, n := c.histogram("basalt_raft_fsync_latency_seconds")
-	if n > 0 {
-		b.ReportMetric(sum/n*1e6, "fsync-µs")
-	}
+	return slices.Concat(lat...), elapsed
 }
 
 // cpuTime returns the CPU time (user + system) this process has used.
@@ -113,32 +122,13 @@ func BenchmarkSyncedWriteBaseline(b *testing.B) {
 			defer db.Close()
 			payload := make([]byte, 4096)
 			_, _ = rand.Read(payload)
-			var next atomic.Int64
-			lat := make([][]time.Duration, conc)
 			cpu0 := cpuTime()
 			b.SetBytes(int64(len(payload)))
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for w := range conc {
-				wg.Go(func() {
-					key := make([]byte, 16)
-					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-						binary.BigEndian.PutUint64(key, uint64(i))
-						t0 := time.Now()
-						if err := db.Set(key, payload, pebble.Sync); err != nil {
-							b.Error(err)
-							return
-						}
-						lat[w] = append(lat[w], time.Since(t0))
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			b.StopTimer()
+			lat, elapsed := runLoad(b, conc, func(i int64) error {
+				return db.Set(binary.BigEndian.AppendUint64(nil, uint64(i)), payload, pebble.Sync)
+			})
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/commit")
-			reportLatency(b, slices.Concat(lat...), elapsed, 0)
+			reportLatency(b, lat, elapsed, 0)
 		})
 	}
 }

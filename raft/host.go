@@ -319,8 +319,14 @@ func (h *Host) poke() {
 
 // call runs fn on the loop goroutine and waits for its result.
 func (h *Host) call(ctx context.Context, fn func() error) error {
+	return h.callAsync(ctx, func(res chan<- error) { res <- fn() })
+}
+
+// callAsync runs start on the loop goroutine and waits for the one result
+// that start, or work it defers to a later loop iteration, sends on res.
+func (h *Host) callAsync(ctx context.Context, start func(res chan<- error)) error {
 	res := make(chan error, 1)
-	h.do(func() { res <- fn() })
+	h.do(func() { start(res) })
 	select {
 	case err := <-res:
 		return err

@@ -53,16 +53,7 @@ func (h *Host) createGroup(id uint64, voters []uint64) error {
 // state. It does not change the group's membership: remove the replica
 // with ChangeMembership first, or the others will keep trying to reach it.
 func (h *Host) DestroyGroup(ctx context.Context, id uint64) error {
-	res := make(chan error, 1)
-	h.do(func() { h.destroyGroup(id, res) })
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-h.done:
-		return ErrStopped
-	}
+	return h.callAsync(ctx, func(res chan<- error) { h.destroyGroup(id, res) })
 }
 
 // destroyGroup waits for an in-flight Ready of the group to land, so its

@@ -77,7 +77,9 @@ func (h *Host) addToRound(f *flight, g *group) error {
 		return err
 	}
 	g.inFlight = true
-	f.sync = f.sync || rd.MustSync
+	// A received snapshot replaces the log: make that durable before the
+	// state machine restores it, even when raft does not ask for a sync.
+	f.sync = f.sync || rd.MustSync || !etcdraft.IsEmptySnap(rd.Snapshot)
 	f.entries += len(rd.Entries)
 	f.rounds = append(f.rounds, round{g, rd})
 	return nil

@@ -1,9 +1,6 @@
 package simnet_test
 
 import (
-	"context"
-	"io"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,54 +9,13 @@ import (
 
 	"basalt/internal/simnet"
 	"basalt/raft"
+	"basalt/raft/rafttest"
 )
 
-// recorder is a raft.Handler that records what it receives.
-type recorder struct {
-	mu          sync.Mutex
-	msgs        []raft.Envelope
-	unreachable map[uint64]int
-	// snapshot, if set, handles snapshots; otherwise they are discarded.
-	snapshot func(ctx context.Context, env raft.Envelope, body io.Reader) error
-}
+// recorder is the shared recording handler.
+type recorder = rafttest.Recorder
 
-var _ raft.Handler = (*recorder)(nil)
-
-func newRecorder() *recorder { return &recorder{unreachable: make(map[uint64]int)} }
-
-func (r *recorder) HandleMessages(msgs []raft.Envelope) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
-}
-
-func (r *recorder) HandleSnapshot(ctx context.Context, env raft.Envelope, body io.Reader) error {
-	if r.snapshot != nil {
-		return r.snapshot(ctx, env, body)
-	}
-	_, err := io.Copy(io.Discard, body)
-	return err
-}
-
-func (r *recorder) HandleUnreachable(host uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.unreachable[host]++
-}
-
-func (r *recorder) received() []raft.Envelope {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]raft.Envelope(nil), r.msgs...)
-}
-
-func (r *recorder) count() int { return len(r.received()) }
-
-func (r *recorder) unreachableCount(host uint64) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.unreachable[host]
-}
+func newRecorder() *recorder { return rafttest.NewRecorder() }
 
 // cluster is a network with hosts 1..n, each with a recorder.
 type cluster struct {

@@ -29,12 +29,12 @@ func TestDeliversInOrderWithoutDelay(t *testing.T) {
 		c.send(1, 2, seq)
 	}
 	s := c.settle(t)
-	got := seqs(c.hs[2].received())
+	got := seqs(c.hs[2].Messages())
 	if len(got) != 1000 || !slices.IsSorted(got) {
 		t.Fatalf("got %d messages (sorted: %v), want 1000 in order", len(got), slices.IsSorted(got))
 	}
-	if s.Delivered != 1000 || s.Dropped != 0 || c.hs[3].count() != 0 {
-		t.Errorf("stats %+v, host 3 got %d", s, c.hs[3].count())
+	if s.Delivered != 1000 || s.Dropped != 0 || c.hs[3].Count() != 0 {
+		t.Errorf("stats %+v, host 3 got %d", s, c.hs[3].Count())
 	}
 }
 
@@ -45,9 +45,9 @@ func TestMessagesAreCopies(t *testing.T) {
 	want := proto.Clone(env.Message)
 	c.eps[1].Send([]raft.Envelope{env})
 	env.Message.Context[0] = 99 // the sender reuses its buffer
-	waitFor(t, "two copies", func() bool { return c.hs[2].count() == 2 })
+	waitFor(t, "two copies", func() bool { return c.hs[2].Count() == 2 })
 
-	got := c.hs[2].received()
+	got := c.hs[2].Messages()
 	if !proto.Equal(got[0].Message, want) || !proto.Equal(got[1].Message, want) {
 		t.Fatalf("received %v, want %v", got, want)
 	}
@@ -64,17 +64,17 @@ func TestPartitionBlocksAndHealRestores(t *testing.T) {
 	c.send(2, 3, 2)
 	c.send(3, 1, 3)
 	s := c.settle(t)
-	if c.hs[2].count() != 0 || c.hs[1].count() != 0 || c.hs[3].count() != 1 || s.Dropped != 2 {
+	if c.hs[2].Count() != 0 || c.hs[1].Count() != 0 || c.hs[3].Count() != 1 || s.Dropped != 2 {
 		t.Fatalf("across partition: host1 %d host2 %d host3 %d, stats %+v",
-			c.hs[1].count(), c.hs[2].count(), c.hs[3].count(), s)
+			c.hs[1].Count(), c.hs[2].Count(), c.hs[3].Count(), s)
 	}
 	waitFor(t, "unreachable reports", func() bool {
-		return c.hs[1].unreachableCount(2) > 0 && c.hs[3].unreachableCount(1) > 0
+		return c.hs[1].UnreachableCount(2) > 0 && c.hs[3].UnreachableCount(1) > 0
 	})
 
 	c.net.Heal()
 	c.send(1, 2, 4)
-	waitFor(t, "delivery after heal", func() bool { return c.hs[2].count() == 1 })
+	waitFor(t, "delivery after heal", func() bool { return c.hs[2].Count() == 1 })
 }
 
 func TestIsolate(t *testing.T) {
@@ -84,8 +84,8 @@ func TestIsolate(t *testing.T) {
 	c.send(1, 3, 2)
 	c.send(3, 2, 3)
 	c.settle(t)
-	if c.hs[2].count() != 1 || c.hs[3].count() != 0 {
-		t.Fatalf("host 2 got %d (want 1), isolated host 3 got %d", c.hs[2].count(), c.hs[3].count())
+	if c.hs[2].Count() != 1 || c.hs[3].Count() != 0 {
+		t.Fatalf("host 2 got %d (want 1), isolated host 3 got %d", c.hs[2].Count(), c.hs[3].Count())
 	}
 }
 
@@ -96,15 +96,15 @@ func TestDisconnectDropsToAndFrom(t *testing.T) {
 	c.send(2, 3, 2)
 	c.send(1, 3, 3)
 	c.settle(t)
-	if c.hs[2].count() != 0 || c.hs[3].count() != 1 {
-		t.Fatalf("down host got %d, host 3 got %d (want 1)", c.hs[2].count(), c.hs[3].count())
+	if c.hs[2].Count() != 0 || c.hs[3].Count() != 1 {
+		t.Fatalf("down host got %d, host 3 got %d (want 1)", c.hs[2].Count(), c.hs[3].Count())
 	}
-	waitFor(t, "unreachable report", func() bool { return c.hs[1].unreachableCount(2) > 0 })
+	waitFor(t, "unreachable report", func() bool { return c.hs[1].UnreachableCount(2) > 0 })
 
 	c.net.Reconnect(2)
 	c.send(1, 2, 4)
 	c.send(2, 3, 5)
-	waitFor(t, "delivery after reconnect", func() bool { return c.hs[2].count() == 1 && c.hs[3].count() == 2 })
+	waitFor(t, "delivery after reconnect", func() bool { return c.hs[2].Count() == 1 && c.hs[3].Count() == 2 })
 }
 
 // TestDisconnectDropsInFlight checks that delayed messages to a host that
@@ -115,7 +115,7 @@ func TestDisconnectDropsInFlight(t *testing.T) {
 	c.send(1, 2, 1)
 	c.net.Disconnect(2)
 	s := c.settle(t)
-	if c.hs[2].count() != 0 || s.Dropped != 1 {
+	if c.hs[2].Count() != 0 || s.Dropped != 1 {
 		t.Fatalf("in-flight message delivered to a down host (stats %+v)", s)
 	}
 }
@@ -130,7 +130,7 @@ func TestDuplicateRate(t *testing.T) {
 	if s.Duplicated == 0 || s.Duplicated == 200 {
 		t.Fatalf("duplicated %d of 200 at rate 0.5", s.Duplicated)
 	}
-	if got := uint64(c.hs[2].count()); got != 200+s.Duplicated {
+	if got := uint64(c.hs[2].Count()); got != 200+s.Duplicated {
 		t.Errorf("delivered %d, want %d", got, 200+s.Duplicated)
 	}
 }
@@ -145,7 +145,7 @@ func TestDropRate(t *testing.T) {
 	if s.Dropped < 100 || s.Dropped > 200 {
 		t.Errorf("dropped %d of 500 at rate 0.3", s.Dropped)
 	}
-	if c.hs[1].unreachableCount(2) != 0 {
+	if c.hs[1].UnreachableCount(2) != 0 {
 		t.Errorf("random drops reported as unreachable")
 	}
 }
@@ -161,7 +161,7 @@ func TestSameSeedSameDrops(t *testing.T) {
 			c.send(1, 2, seq)
 		}
 		c.settle(t)
-		return seqs(c.hs[2].received())
+		return seqs(c.hs[2].Messages())
 	}
 	a, b, other := run(42), run(42), run(43)
 	if !slices.Equal(a, b) {
@@ -179,7 +179,7 @@ func TestDelayReorders(t *testing.T) {
 		c.send(1, 2, seq)
 	}
 	c.settle(t)
-	got := seqs(c.hs[2].received())
+	got := seqs(c.hs[2].Messages())
 	if len(got) != 200 || slices.IsSorted(got) {
 		t.Errorf("got %d messages, sorted %v; want 200 reordered", len(got), slices.IsSorted(got))
 	}
@@ -225,7 +225,7 @@ func TestSendNeverCallsHandler(t *testing.T) {
 		t.Fatal("Send called a handler synchronously")
 	}
 	waitFor(t, "async delivery", func() bool {
-		return r1.count() == 1 && r2.count() == 1 && r1.unreachableCount(9) == 1
+		return r1.Count() == 1 && r2.Count() == 1 && r1.UnreachableCount(9) == 1
 	})
 }
 
@@ -235,7 +235,7 @@ func TestSnapshotIntact(t *testing.T) {
 	rand.New(rand.NewSource(1)).Read(body)
 	var got [32]byte
 	var gotEnv raft.Envelope
-	c.hs[2].snapshot = func(_ context.Context, env raft.Envelope, r io.Reader) error {
+	c.hs[2].OnSnapshot = func(_ context.Context, env raft.Envelope, r io.Reader) error {
 		data, err := io.ReadAll(r)
 		got, gotEnv = sha256.Sum256(data), env
 		return err
@@ -277,7 +277,7 @@ func TestSnapshotFaults(t *testing.T) {
 func TestSnapshotRejected(t *testing.T) {
 	c := newCluster(t, 1, 2)
 	refusal := errors.New("disk full")
-	c.hs[2].snapshot = func(context.Context, raft.Envelope, io.Reader) error { return refusal }
+	c.hs[2].OnSnapshot = func(context.Context, raft.Envelope, io.Reader) error { return refusal }
 	err := c.eps[1].SendSnapshot(context.Background(), msg(1, 2, 1), bytes.NewReader(make([]byte, 1<<20)))
 	if !errors.Is(err, simnet.ErrSnapshotRejected) || !errors.Is(err, refusal) {
 		t.Errorf("SendSnapshot: %v, want ErrSnapshotRejected wrapping the refusal", err)
@@ -289,7 +289,7 @@ func TestSnapshotRejected(t *testing.T) {
 func TestSnapshotCutMidway(t *testing.T) {
 	c := newCluster(t, 1, 2)
 	readErr := make(chan error, 1)
-	c.hs[2].snapshot = func(_ context.Context, _ raft.Envelope, r io.Reader) error {
+	c.hs[2].OnSnapshot = func(_ context.Context, _ raft.Envelope, r io.Reader) error {
 		if _, err := io.ReadFull(r, make([]byte, 1<<20)); err != nil {
 			readErr <- err
 			return err
@@ -312,7 +312,7 @@ func TestSnapshotContextCancelled(t *testing.T) {
 	c := newCluster(t, 1, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	readErr := make(chan error, 1)
-	c.hs[2].snapshot = func(_ context.Context, _ raft.Envelope, r io.Reader) error {
+	c.hs[2].OnSnapshot = func(_ context.Context, _ raft.Envelope, r io.Reader) error {
 		_, err := io.ReadFull(r, make([]byte, 1<<20))
 		if err == nil {
 			cancel()

@@ -1,10 +1,7 @@
 package grpctransport_test
 
 import (
-	"context"
-	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,62 +12,13 @@ import (
 
 	"basalt/raft"
 	"basalt/raft/grpctransport"
+	"basalt/raft/rafttest"
 )
 
-// recorder is a raft.Handler that records what it receives.
-type recorder struct {
-	mu          sync.Mutex
-	msgs        []raft.Envelope
-	calls       int
-	unreachable map[uint64]int
-	// snapshot, if set, handles snapshots; otherwise they are read and
-	// counted.
-	snapshot func(ctx context.Context, env raft.Envelope, body io.Reader) error
-}
+// recorder is the shared recording handler.
+type recorder = rafttest.Recorder
 
-var _ raft.Handler = (*recorder)(nil)
-
-func newRecorder() *recorder {
-	return &recorder{unreachable: make(map[uint64]int)}
-}
-
-func (r *recorder) HandleMessages(msgs []raft.Envelope) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
-	r.calls++
-}
-
-func (r *recorder) HandleSnapshot(ctx context.Context, env raft.Envelope, body io.Reader) error {
-	if r.snapshot != nil {
-		return r.snapshot(ctx, env, body)
-	}
-	_, err := io.Copy(io.Discard, body)
-	return err
-}
-
-func (r *recorder) HandleUnreachable(host uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.unreachable[host]++
-}
-
-func (r *recorder) received() ([]raft.Envelope, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]raft.Envelope(nil), r.msgs...), r.calls
-}
-
-func (r *recorder) count() int {
-	msgs, _ := r.received()
-	return len(msgs)
-}
-
-func (r *recorder) unreachableCount(host uint64) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.unreachable[host]
-}
+func newRecorder() *recorder { return rafttest.NewRecorder() }
 
 // node is a transport with its own gRPC server on 127.0.0.1.
 type node struct {

@@ -48,9 +48,9 @@ func TestSendBatchesManyGroups(t *testing.T) {
 	want := clone(sent)
 	a.tr.Send(sent)
 	b.serve()
-	waitFor(t, "500 messages", func() bool { return b.h.count() == len(want) })
+	waitFor(t, "500 messages", func() bool { return b.h.Count() == len(want) })
 
-	got, calls := b.h.received()
+	got, calls := b.h.Received()
 	assertSame(t, got, want)
 	if calls != 1 || metric(t, a.tr, mBatches) != 1 {
 		t.Errorf("handler calls %d, batches sent %v; want 1 and 1", calls, metric(t, a.tr, mBatches))
@@ -92,9 +92,9 @@ func TestBatchesRespectMaxBatchBytes(t *testing.T) {
 	want := clone(sent)
 	a.tr.Send(append(sent, appendMsg(1, 2, 1, 999, 2*limit)))
 	b.serve()
-	waitFor(t, "100 messages", func() bool { return b.h.count() == len(want) })
+	waitFor(t, "100 messages", func() bool { return b.h.Count() == len(want) })
 
-	got, _ := b.h.received()
+	got, _ := b.h.Received()
 	assertSame(t, got, want)
 	batches, bytes := metric(t, a.tr, mBatches), metric(t, a.tr, mBytes)
 	if bytes > batches*limit || batches < bytes/limit {
@@ -122,7 +122,7 @@ func TestDeadPeerReportsUnreachable(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("20000 Sends took %v; Send blocks", d)
 	}
-	waitFor(t, "unreachable report", func() bool { return a.h.unreachableCount(2) > 0 })
+	waitFor(t, "unreachable report", func() bool { return a.h.UnreachableCount(2) > 0 })
 	if d := metric(t, a.tr, mDropped); d == 0 {
 		t.Errorf("no message counted as dropped")
 	}
@@ -137,7 +137,7 @@ func TestPeerComesBack(t *testing.T) {
 	res := grpctransport.NewStaticResolver(map[uint64]string{2: deadAddr(t)})
 	a := startNode(t, 1, res, nil)
 	a.tr.Send([]raft.Envelope{heartbeat(1, 2, 1, 1)})
-	waitFor(t, "unreachable report", func() bool { return a.h.unreachableCount(2) > 0 })
+	waitFor(t, "unreachable report", func() bool { return a.h.UnreachableCount(2) > 0 })
 
 	b := startNode(t, 2, res, nil)
 	res.Set(2, b.addr)
@@ -145,7 +145,7 @@ func TestPeerComesBack(t *testing.T) {
 	waitFor(t, "delivery after redial", func() bool {
 		seq++
 		a.tr.Send([]raft.Envelope{heartbeat(1, 2, 1, seq)})
-		return b.h.count() > 0
+		return b.h.Count() > 0
 	})
 }
 
@@ -156,15 +156,15 @@ func TestPeerRestarts(t *testing.T) {
 	a := startNode(t, 1, res, nil)
 	b := startNode(t, 2, res, nil)
 	res.Set(2, b.addr)
-	sendUntil(t, a, 1, func() bool { return b.h.count() > 0 })
+	sendUntil(t, a, 1, func() bool { return b.h.Count() > 0 })
 
 	b.srv.Stop()
-	sendUntil(t, a, 100, func() bool { return a.h.unreachableCount(2) > 0 })
+	sendUntil(t, a, 100, func() bool { return a.h.UnreachableCount(2) > 0 })
 
 	b2 := newNode(t, 2, res, nil)
 	res.Set(2, b2.addr)
 	b2.serve()
-	sendUntil(t, a, 200, func() bool { return b2.h.count() > 0 })
+	sendUntil(t, a, 200, func() bool { return b2.h.Count() > 0 })
 }
 
 // sendUntil sends heartbeats from a to host 2 until cond holds.
@@ -186,8 +186,8 @@ func TestWrongHostRejected(t *testing.T) {
 	c := startNode(t, 3, res, nil)
 	res.Set(2, c.addr)
 
-	sendUntil(t, a, 1, func() bool { return a.h.unreachableCount(2) > 0 })
-	if n := c.h.count(); n != 0 {
+	sendUntil(t, a, 1, func() bool { return a.h.UnreachableCount(2) > 0 })
+	if n := c.h.Count(); n != 0 {
 		t.Errorf("wrong host handled %d messages", n)
 	}
 	if r := metric(t, c.tr, mReceived); r != 0 {
@@ -231,7 +231,7 @@ func TestSnapshotStreamsIntact(t *testing.T) {
 		gotEnv  raft.Envelope
 		gotHash [32]byte
 	)
-	b.h.snapshot = func(_ context.Context, env raft.Envelope, r io.Reader) error {
+	b.h.OnSnapshot = func(_ context.Context, env raft.Envelope, r io.Reader) error {
 		data, err := io.ReadAll(r)
 		gotEnv, gotHash = env, sha256.Sum256(data)
 		return err
@@ -259,7 +259,7 @@ func TestSnapshotRejected(t *testing.T) {
 	a := startNode(t, 1, res, nil)
 	b := startNode(t, 2, res, nil)
 	res.Set(2, b.addr)
-	b.h.snapshot = func(context.Context, raft.Envelope, io.Reader) error {
+	b.h.OnSnapshot = func(context.Context, raft.Envelope, io.Reader) error {
 		return errors.New("disk full")
 	}
 	err := a.tr.SendSnapshot(context.Background(), snapMsg(1, 2, 7), bytes.NewReader(make([]byte, 3<<20)))
@@ -297,7 +297,7 @@ func testSnapshotCut(t *testing.T, body func(cancel func()) io.Reader, wantErr e
 	b := startNode(t, 2, res, nil)
 	res.Set(2, b.addr)
 	readErr := make(chan error, 1)
-	b.h.snapshot = func(_ context.Context, _ raft.Envelope, r io.Reader) error {
+	b.h.OnSnapshot = func(_ context.Context, _ raft.Envelope, r io.Reader) error {
 		_, err := io.Copy(io.Discard, r)
 		readErr <- err
 		return err
@@ -395,8 +395,8 @@ func TestConcurrentSendsManyPeers(t *testing.T) {
 	}
 	wg.Wait()
 	for i, n := range nodes {
-		waitFor(t, "all messages", func() bool { return n.h.count() == 2*senders*perSender })
-		got, _ := n.h.received()
+		waitFor(t, "all messages", func() bool { return n.h.Count() == 2*senders*perSender })
+		got, _ := n.h.Received()
 		assertFIFO(t, uint64(i+1), got)
 	}
 }
