@@ -23,10 +23,11 @@
 //
 // One goroutine per Host ticks every group and runs Ready rounds: it takes
 // the Ready of every group that has one, writes all their entries and
-// HardStates into one Pebble batch, commits it with one fsync (group
-// commit), then sends the round's messages, hands committed entries to the
-// groups' appliers and advances the RawNodes. Nothing is sent before the
-// state it depends on is on disk. Each group applies entries on its own
+// HardStates into one Pebble batch, and commits it with one fsync (group
+// commit) on a helper goroutine while it keeps stepping messages. When the
+// batch is durable the round lands: the loop sends its messages, hands
+// committed entries to the groups' appliers and advances the RawNodes.
+// Nothing is sent before the state it depends on is on disk. Each group applies entries on its own
 // goroutine (applier) so a slow state machine never stalls other groups.
 // Membership changes are applied to raft on the loop and persisted with a
 // sync before the state machine sees them.

@@ -9,8 +9,10 @@
 // messages in the peer's bounded queue and returns; the peer's goroutine
 // drains everything queued (up to Config.MaxBatchBytes) into one
 // MessageBatch, so the heartbeats of many groups travel in one gRPC message.
-// Messages are encoded with protobuf (raftpb.Message is a protobuf-go
-// message). The receiver checks that to_host is its own host ID: a batch for
+// Each raftpb.Message (a protobuf-go message) is embedded in the batch, so
+// it is marshaled once, with the batch, and decoded in place; gRPC's
+// flow-control windows are fixed and large (8 MiB per stream, 32 MiB per
+// connection) to avoid BDP pings and WINDOW_UPDATE writes. The receiver checks that to_host is its own host ID: a batch for
 // another host (a stale address) is answered with wrong_host and the stream
 // is ended, which the sender reports as unreachable and redials after
 // re-resolving the address.
