@@ -119,16 +119,31 @@ type Factory func(group uint64) (StateMachine, error)
 
 // Errors returned by the host. Test with errors.Is / errors.As.
 var (
-	ErrGroupNotFound   = errors.New("raft: group not found")
-	ErrGroupExists     = errors.New("raft: group already exists")
-	ErrStopped         = errors.New("raft: host stopped")
-	ErrGroupStopped    = errors.New("raft: group stopped")
-	ErrProposalDropped = errors.New("raft: proposal dropped (another entry took its place; it was not applied)")
+	// ErrGroupNotFound: this host has no replica of the group.
+	ErrGroupNotFound = errors.New("raft: group not found")
+	// ErrGroupExists: CreateGroup for a group this host already has.
+	ErrGroupExists = errors.New("raft: group already exists")
+	// ErrStopped: the host has stopped.
+	ErrStopped = errors.New("raft: host stopped")
+	// ErrGroupStopped: the group was destroyed while the call waited.
+	ErrGroupStopped = errors.New("raft: group stopped")
+	// ErrProposalDropped: the proposal was definitely not applied (raft
+	// refused it, or another entry took its log position); retry is safe.
+	ErrProposalDropped = errors.New("raft: proposal dropped (it was not applied)")
+	// ErrProposalUnknown: a snapshot replaced the log around the proposal;
+	// it may or may not have been applied.
 	ErrProposalUnknown = errors.New("raft: proposal outcome unknown (a snapshot replaced the log)")
-	ErrTransferFailed  = errors.New("raft: leadership transfer did not complete")
-	ErrInvalidConfig   = errors.New("raft: invalid config")
-	ErrInvalidMessage  = errors.New("raft: invalid message")
-	ErrGroupFailed     = errors.New("raft: group failed")
+	// ErrProposalTooLarge: the command exceeds Config.MaxProposalBytes.
+	ErrProposalTooLarge = errors.New("raft: proposal too large")
+	// ErrTransferFailed: leadership did not move before the context ended.
+	ErrTransferFailed = errors.New("raft: leadership transfer did not complete")
+	// ErrInvalidConfig: a Config or argument is invalid.
+	ErrInvalidConfig = errors.New("raft: invalid config")
+	// ErrInvalidMessage: a malformed message or snapshot stream arrived.
+	ErrInvalidMessage = errors.New("raft: invalid message")
+	// ErrGroupFailed: the group's state machine or storage failed; the
+	// group no longer applies entries on this host.
+	ErrGroupFailed = errors.New("raft: group failed")
 )
 
 // NotLeaderError is returned for an operation that only a group's leader

@@ -40,6 +40,11 @@ type Config struct {
 	// keeps a partitioned leader from believing it still leads) instead of a
 	// heartbeat round. Default true (set in DefaultConfig).
 	LeaseReads bool
+	// MaxProposalBytes caps the size of one proposed command; larger ones
+	// fail with ErrProposalTooLarge. Keep it below the transport's largest
+	// message (grpctransport: MaxBatchBytes, 4 MiB by default), or an entry
+	// could never reach the followers. Default 3 MiB.
+	MaxProposalBytes int
 	// MaxSizePerMsg caps the bytes of entries in one append message.
 	// Default 1 MiB.
 	MaxSizePerMsg uint64
@@ -80,6 +85,7 @@ func DefaultConfig() Config {
 		ElectionTicks:          10,
 		HeartbeatTicks:         2,
 		LeaseReads:             true,
+		MaxProposalBytes:       3 << 20,
 		MaxSizePerMsg:          1 << 20,
 		MaxInflightMsgs:        256,
 		MaxUncommittedBytes:    64 << 20,
@@ -122,6 +128,7 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.TickInterval, d.TickInterval)
 	setDefault(&c.ElectionTicks, d.ElectionTicks)
 	setDefault(&c.HeartbeatTicks, d.HeartbeatTicks)
+	setDefault(&c.MaxProposalBytes, d.MaxProposalBytes)
 	setDefault(&c.MaxSizePerMsg, d.MaxSizePerMsg)
 	setDefault(&c.MaxInflightMsgs, d.MaxInflightMsgs)
 	setDefault(&c.MaxUncommittedBytes, d.MaxUncommittedBytes)

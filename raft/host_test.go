@@ -267,3 +267,47 @@ func TestReorderDuplicateDropSafety(t *testing.T) {
 	}
 	sameLogs(t, c, 1, 1, 2, 3)
 }
+
+func TestBadInputGetsClearErrors(t *testing.T) {
+	c := rafttest.NewCluster(t, []uint64{1, 2, 3}, rafttest.Options{})
+	c.CreateGroup(1, 1, 2, 3)
+	leader := c.WaitLeader(1, waitLong)
+	h := c.Host(leader)
+	ctx := ctxT(t, waitLong)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"create twice", h.CreateGroup(ctx, 1, []uint64{1, 2, 3}), raft.ErrGroupExists},
+		{"group 0", h.CreateGroup(ctx, 0, []uint64{1, 2, 3}), raft.ErrInvalidConfig},
+		{"voters without this host", h.CreateGroup(ctx, 7, []uint64{98, 99}), raft.ErrInvalidConfig},
+		{"destroy unknown", h.DestroyGroup(ctx, 99), raft.ErrGroupNotFound},
+		{"compact unknown", h.Compact(ctx, 99, 10), raft.ErrGroupNotFound},
+		{"read unknown", h.ReadIndex(ctx, 99), raft.ErrGroupNotFound},
+		{"propose too large", proposeErr(h, ctx, 1, make([]byte, 4<<20)), raft.ErrProposalTooLarge},
+	} {
+		if !errors.Is(tc.err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.err, tc.want)
+		}
+	}
+	if _, err := h.Status(ctx, 99); !errors.Is(err, raft.ErrGroupNotFound) {
+		t.Errorf("status of unknown group: got %v", err)
+	}
+	// None of that disturbed the group.
+	want := proposeN(t, c, 1, "k", 5)
+	c.WaitConverged(1, want, waitLong, 1, 2, 3)
+	if _, err := raft.NewHost(raft.Config{HostID: 1}); !errors.Is(err, raft.ErrInvalidConfig) {
+		t.Errorf("host without Dir: got %v, want ErrInvalidConfig", err)
+	}
+	h3 := c.Host(3)
+	c.Stop(3)
+	if _, err := h3.Propose(ctx, 1, []byte("a=b")); !errors.Is(err, raft.ErrStopped) {
+		t.Errorf("propose on a stopped host: got %v, want ErrStopped", err)
+	}
+}
+
+func proposeErr(h *raft.Host, ctx context.Context, group uint64, data []byte) error {
+	_, err := h.Propose(ctx, group, data)
+	return err
+}

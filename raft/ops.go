@@ -90,6 +90,9 @@ func (h *Host) Groups() []uint64 {
 // proposals: elsewhere it returns *NotLeaderError naming the leader. If ctx
 // expires first the proposal may still be applied later.
 func (h *Host) Propose(ctx context.Context, id uint64, data []byte) (any, error) {
+	if len(data) > h.cfg.MaxProposalBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrProposalTooLarge, len(data), h.cfg.MaxProposalBytes)
+	}
 	p := h.newProposal()
 	err := h.call(ctx, func() error {
 		g, err := h.leaderGroup(id)
