@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	etcdraft "go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"basalt/internal/vfsutil"
 )
 
 // Host runs many raft groups in one process: one loop goroutine ticks and
@@ -97,7 +99,7 @@ func NewHost(cfg Config) (*Host, error) {
 func (h *Host) open() error {
 	fs := h.cfg.FS
 	for _, d := range []string{h.cfg.Dir, h.snapDir} {
-		if err := fs.MkdirAll(d, 0o755); err != nil {
+		if err := vfsutil.MkdirAll(fs, d); err != nil {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}

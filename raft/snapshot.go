@@ -12,6 +12,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	etcdraft "go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"basalt/internal/vfsutil"
 )
 
 // servedSnapshot is the state machine snapshot a leader streams to
@@ -74,22 +76,13 @@ func stage(fs vfs.FS, dir string, group uint64, meta *raftpb.SnapshotMetadata, b
 		err = fs.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(fs, dir)
+		err = vfsutil.SyncDir(fs, dir)
 	}
 	if err != nil {
 		_ = fs.Remove(tmp)
 		return n, fmt.Errorf("staging snapshot of group %d at index %d: %w", group, meta.GetIndex(), err)
 	}
 	return n, nil
-}
-
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // removeStaged deletes a group's staged snapshots (and partial ones) at or

@@ -27,6 +27,9 @@ type Options struct {
 	Configure func(*raft.Config)
 	// Logger for the hosts. Default: discard below Warn.
 	Logger *slog.Logger
+	// Factory, if set, creates the state machines instead of KV (then
+	// Cluster.KV returns nil). fs is the host's filesystem.
+	Factory func(host, group uint64, fs vfs.FS) (raft.StateMachine, error)
 }
 
 // Cluster is a set of raft hosts in one process, connected by a simnet
@@ -85,6 +88,9 @@ func (c *Cluster) Config(id uint64) raft.Config {
 	cfg.LogRetainEntries = 5
 	cfg.Transport = c.Net.Endpoint(id)
 	cfg.Factory = func(group uint64) (raft.StateMachine, error) {
+		if c.opts.Factory != nil {
+			return c.opts.Factory(id, group, cfg.FS)
+		}
 		kv := NewKV(cfg.FS, fmt.Sprintf("/kv-%d.json", group))
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -235,7 +241,8 @@ func (c *Cluster) Propose(ctx context.Context, group uint64, cmd string) (uint64
 		if leader != 0 {
 			v, err := c.Host(leader).Propose(ctx, group, []byte(cmd))
 			if err == nil {
-				return v.(uint64), nil
+				index, _ := v.(uint64) // KV's result; other state machines: 0
+				return index, nil
 			}
 			if !retryable(err) {
 				return 0, err

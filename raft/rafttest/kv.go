@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"basalt/internal/vfsutil"
 	"basalt/raft"
 )
 
@@ -140,28 +141,7 @@ func (kv *KV) Checkpoint() (uint64, error) {
 	if err != nil || kv.fs == nil {
 		return applied, err
 	}
-	return applied, writeFileSync(kv.fs, kv.path, b)
-}
-
-func writeFileSync(fs vfs.FS, path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	err = errors.Join(err, f.Sync(), f.Close())
-	if err != nil {
-		return err
-	}
-	if err := fs.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := fs.OpenDir(fs.PathDir(path))
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
+	return applied, vfsutil.WriteFile(kv.fs, kv.path, b)
 }
 
 // Close implements raft.StateMachine.
