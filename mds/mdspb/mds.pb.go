@@ -228,6 +228,7 @@ type HeartbeatRequest struct {
 	Capacity      uint64                 `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	Used          uint64                 `protobuf:"varint,3,opt,name=used,proto3" json:"used,omitempty"`
 	Copysets      []*CopysetState        `protobuf:"bytes,4,rep,name=copysets,proto3" json:"copysets,omitempty"`
+	DeletedChunks []uint64               `protobuf:"varint,5,rep,packed,name=deleted_chunks,json=deletedChunks,proto3" json:"deleted_chunks,omitempty"` // chunks deleted since the last heartbeat (acks delete_chunks)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -286,6 +287,13 @@ func (x *HeartbeatRequest) GetUsed() uint64 {
 func (x *HeartbeatRequest) GetCopysets() []*CopysetState {
 	if x != nil {
 		return x.Copysets
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetDeletedChunks() []uint64 {
+	if x != nil {
+		return x.DeletedChunks
 	}
 	return nil
 }
@@ -1705,12 +1713,13 @@ const file_basalt_mds_v1_mds_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x18\n" +
 	"\aapplied\x18\x04 \x01(\x04R\aapplied\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\x04R\x06leader\"\x8b\x01\n" +
+	"\x06leader\x18\x05 \x01(\x04R\x06leader\"\xb2\x01\n" +
 	"\x10HeartbeatRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x12\n" +
 	"\x04used\x18\x03 \x01(\x04R\x04used\x127\n" +
-	"\bcopysets\x18\x04 \x03(\v2\x1b.basalt.mds.v1.CopysetStateR\bcopysets\"b\n" +
+	"\bcopysets\x18\x04 \x03(\v2\x1b.basalt.mds.v1.CopysetStateR\bcopysets\x12%\n" +
+	"\x0edeleted_chunks\x18\x05 \x03(\x04R\rdeletedChunks\"b\n" +
 	"\aCopyset\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12/\n" +
 	"\amembers\x18\x02 \x03(\v2\x15.basalt.mds.v1.MemberR\amembers\x12\x16\n" +
