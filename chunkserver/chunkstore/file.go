@@ -241,6 +241,13 @@ func (s *FileStore) Discard(chunk uint64, off, length int64) error {
 	return nil
 }
 
+// Count returns the number of chunks in the store.
+func (s *FileStore) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.open)
+}
+
 // Exists implements Store.
 func (s *FileStore) Exists(chunk uint64) bool {
 	s.mu.Lock()

@@ -8,10 +8,15 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
-// ErrBadOutput is returned for an unknown -o value.
-var ErrBadOutput = errors.New("cli: -o must be text or json")
+// Errors of the command line itself.
+var (
+	ErrBadOutput = errors.New("cli: -o must be text or json")
+	ErrBadSize   = errors.New("cli: bad size (want e.g. 10GiB, 512MiB or a byte count)")
+)
 
 // Run executes the basalt command line with args (without the program
 // name), writing to stdout and stderr. It returns when the command ends or
@@ -46,14 +51,23 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(newRaftDemo(g))
+	root.AddCommand(newRaftDemo(g), newCluster(g), newVolume(g))
 	return root
+}
+
+// marshalJSON uses protojson (snake_case field names, zero values shown)
+// for protobuf messages and encoding/json for everything else.
+func marshalJSON(v any) ([]byte, error) {
+	if m, ok := v.(proto.Message); ok {
+		return protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	}
+	return json.Marshal(v)
 }
 
 // emit prints v as one JSON line, or text(v) in text mode.
 func (g *globals) emit(v any, text func() string) error {
 	if g.output == "json" {
-		b, err := json.Marshal(v)
+		b, err := marshalJSON(v)
 		if err != nil {
 			return err
 		}
