@@ -27,8 +27,8 @@ func MkdirAll(fs vfs.FS, dir string) error {
 			return err
 		}
 		parent := fs.PathDir(dir)
-		if parent == dir || parent == "" || parent == "." {
-			return nil
+		if parent == dir || parent == "" {
+			return nil // synced the root ("/" or ".")
 		}
 		dir = parent
 	}

@@ -35,3 +35,16 @@ func TestDurableAcrossCrash(t *testing.T) {
 		t.Fatal("temporary file left behind")
 	}
 }
+
+// TestRelativeDirSurvivesCrash: the top level of a relative path is made
+// durable too (the current directory is synced).
+func TestRelativeDirSurvivesCrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	if err := vfsutil.MkdirAll(fs, "data/mds"); err != nil {
+		t.Fatal(err)
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
+	if _, err := crashed.Stat("data/mds"); err != nil {
+		t.Fatalf("relative directory lost in the crash: %v", err)
+	}
+}

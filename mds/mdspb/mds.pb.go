@@ -1694,6 +1694,70 @@ func (*CloseVolumeResponse) Descriptor() ([]byte, []int) {
 	return file_basalt_mds_v1_mds_proto_rawDescGZIP(), []int{28}
 }
 
+// ErrorDetail rides in the details of every error status the MDS returns,
+// so that a client maps the status back to the exact error (the Go client
+// calls mds.FromStatus) instead of guessing from the code: several errors
+// share FailedPrecondition, for example.
+type ErrorDetail struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"` // stable name of the error, e.g. VOLUME_NOT_FOUND
+	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"` // WRITER_EXISTS: the client string of the lease holder
+	Volume        string                 `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"` // the volume concerned, when there is one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorDetail) Reset() {
+	*x = ErrorDetail{}
+	mi := &file_basalt_mds_v1_mds_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorDetail) ProtoMessage() {}
+
+func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_mds_v1_mds_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
+func (*ErrorDetail) Descriptor() ([]byte, []int) {
+	return file_basalt_mds_v1_mds_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ErrorDetail) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ErrorDetail) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *ErrorDetail) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
 var File_basalt_mds_v1_mds_proto protoreflect.FileDescriptor
 
 const file_basalt_mds_v1_mds_proto_rawDesc = "" +
@@ -1807,7 +1871,11 @@ const file_basalt_mds_v1_mds_proto_rawDesc = "" +
 	"\x12CloseVolumeRequest\x12\x16\n" +
 	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x04R\asession\"\x15\n" +
-	"\x13CloseVolumeResponse2\xcb\b\n" +
+	"\x13CloseVolumeResponse\"U\n" +
+	"\vErrorDetail\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x16\n" +
+	"\x06volume\x18\x03 \x01(\tR\x06volume2\xcb\b\n" +
 	"\x03MDS\x12l\n" +
 	"\x13RegisterChunkserver\x12).basalt.mds.v1.RegisterChunkserverRequest\x1a*.basalt.mds.v1.RegisterChunkserverResponse\x12N\n" +
 	"\tHeartbeat\x12\x1f.basalt.mds.v1.HeartbeatRequest\x1a .basalt.mds.v1.HeartbeatResponse\x12Z\n" +
@@ -1838,7 +1906,7 @@ func file_basalt_mds_v1_mds_proto_rawDescGZIP() []byte {
 	return file_basalt_mds_v1_mds_proto_rawDescData
 }
 
-var file_basalt_mds_v1_mds_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_basalt_mds_v1_mds_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_basalt_mds_v1_mds_proto_goTypes = []any{
 	(*RegisterChunkserverRequest)(nil),  // 0: basalt.mds.v1.RegisterChunkserverRequest
 	(*RegisterChunkserverResponse)(nil), // 1: basalt.mds.v1.RegisterChunkserverResponse
@@ -1869,6 +1937,7 @@ var file_basalt_mds_v1_mds_proto_goTypes = []any{
 	(*RenewSessionResponse)(nil),        // 26: basalt.mds.v1.RenewSessionResponse
 	(*CloseVolumeRequest)(nil),          // 27: basalt.mds.v1.CloseVolumeRequest
 	(*CloseVolumeResponse)(nil),         // 28: basalt.mds.v1.CloseVolumeResponse
+	(*ErrorDetail)(nil),                 // 29: basalt.mds.v1.ErrorDetail
 }
 var file_basalt_mds_v1_mds_proto_depIdxs = []int32{
 	2,  // 0: basalt.mds.v1.HeartbeatRequest.copysets:type_name -> basalt.mds.v1.CopysetState
@@ -1923,7 +1992,7 @@ func file_basalt_mds_v1_mds_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_basalt_mds_v1_mds_proto_rawDesc), len(file_basalt_mds_v1_mds_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
