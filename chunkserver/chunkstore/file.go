@@ -69,6 +69,13 @@ type FileStore struct {
 	chunkDir string
 	pool     *pool
 
+	// syncMu serializes Sync, Delete and Close: a file is never closed
+	// while Sync fsyncs it, and a Sync never returns while an earlier one
+	// is still syncing files it took (so "durable when Sync returns" holds
+	// for every caller). Writes and reads never take it, so a long Sync
+	// does not block I/O.
+	syncMu sync.Mutex
+
 	mu struct {
 		sync.Mutex
 		open     map[uint64]vfs.File // every existing chunk, open
@@ -257,6 +264,8 @@ func (s *FileStore) Exists(chunk uint64) bool {
 
 // Delete implements Store.
 func (s *FileStore) Delete(chunk uint64) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.mu.open[chunk]
@@ -274,32 +283,67 @@ func (s *FileStore) Delete(chunk uint64) error {
 	return nil
 }
 
-// Sync implements Store: it fsyncs every dirty chunk file, then the chunk
-// directory if chunks were created or removed.
+// Sync implements Store: it fsyncs every chunk file dirtied before the
+// call, then the chunk directories if chunks were created or removed. It
+// holds no lock that I/O needs while it fsyncs: writes that land meanwhile
+// stay dirty for the next Sync.
 func (s *FileStore) Sync() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.closed {
-		return ErrClosed
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	files, dirDirty, err := s.takeDirty()
+	if err != nil {
+		return err
 	}
-	for id := range s.mu.dirty {
-		if err := s.mu.open[id].SyncData(); err != nil {
+	for id, f := range files {
+		if err := f.SyncData(); err != nil {
+			s.redirty(files, dirDirty)
 			return fmt.Errorf("syncing chunk %d: %w", id, err)
 		}
-		delete(s.mu.dirty, id)
 	}
-	if !s.mu.dirDirty {
+	if !dirDirty {
 		return nil
 	}
 	if err := errors.Join(vfsutil.SyncDir(s.cfg.FS, s.chunkDir), vfsutil.SyncDir(s.cfg.FS, s.pool.dir)); err != nil {
+		s.redirty(nil, true)
 		return fmt.Errorf("syncing chunk directories: %w", err)
 	}
-	s.mu.dirDirty = false
 	return nil
+}
+
+// takeDirty returns the dirty files and clears the dirty marks.
+func (s *FileStore) takeDirty() (map[uint64]vfs.File, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return nil, false, ErrClosed
+	}
+	files := make(map[uint64]vfs.File, len(s.mu.dirty))
+	for id := range s.mu.dirty {
+		files[id] = s.mu.open[id]
+	}
+	clear(s.mu.dirty)
+	dirDirty := s.mu.dirDirty
+	s.mu.dirDirty = false
+	return files, dirDirty, nil
+}
+
+// redirty marks files (and the directories) dirty again after a failed
+// Sync, so the next Sync retries them.
+func (s *FileStore) redirty(files map[uint64]vfs.File, dir bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range files {
+		if s.mu.open[id] != nil {
+			s.mu.dirty[id] = true
+		}
+	}
+	s.mu.dirDirty = s.mu.dirDirty || dir
 }
 
 // Close implements Store. It does not sync.
 func (s *FileStore) Close() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
