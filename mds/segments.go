@@ -27,25 +27,19 @@ func (s *Server) GetSegment(ctx context.Context, req *mdspb.GetSegmentRequest) (
 }
 
 func (s *Server) getSegment(req *mdspb.GetSegmentRequest) (*mdspb.Segment, error) {
-	if err := s.lock(); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	v, err := s.volumeLocked(req.GetVolume())
-	if err != nil {
-		return nil, err
-	}
-	if req.GetIndex() >= s.segmentCount(v) {
-		return nil, fmt.Errorf("%w: segment %d of %q, which has %d", ErrOutOfRange, req.GetIndex(), req.GetVolume(), s.segmentCount(v))
-	}
-	seg, err := s.readSegment(v, req.GetIndex())
-	if err != nil || seg.GetAllocated() || !req.GetAllocate() {
-		return seg, err
-	}
-	if err := s.checkSessionLocked(v, req.GetSession()); err != nil {
-		return nil, err
-	}
-	return s.allocateLocked(v, req.GetIndex())
+	return withVolume(s, req.GetVolume(), func(v *volume) (*mdspb.Segment, error) {
+		if req.GetIndex() >= s.segmentCount(v) {
+			return nil, fmt.Errorf("%w: segment %d of %q, which has %d", ErrOutOfRange, req.GetIndex(), req.GetVolume(), s.segmentCount(v))
+		}
+		seg, err := s.readSegment(v, req.GetIndex())
+		if err != nil || seg.GetAllocated() || !req.GetAllocate() {
+			return seg, err
+		}
+		if err := s.checkSessionLocked(v, req.GetSession()); err != nil {
+			return nil, err
+		}
+		return s.allocateLocked(v, req.GetIndex())
+	})
 }
 
 // segmentCount returns how many segments cover v (the last may be partly

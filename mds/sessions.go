@@ -20,25 +20,19 @@ func (s *Server) OpenVolume(ctx context.Context, req *mdspb.OpenVolumeRequest) (
 }
 
 func (s *Server) openVolume(req *mdspb.OpenVolumeRequest) (*mdspb.OpenVolumeResponse, error) {
-	if err := s.lock(); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	v, err := s.volumeLocked(req.GetVolume())
-	if err != nil {
-		return nil, err
-	}
-	if !req.GetWriter() {
-		return &mdspb.OpenVolumeResponse{Volume: s.volumePB(v)}, nil
-	}
-	if s.liveLocked(v.writer) && !req.GetForce() {
-		return nil, &WriterExistsError{Volume: req.GetVolume(), Holder: v.writer.rec.GetClient()}
-	}
-	w, err := s.openSessionLocked(v, req.GetClient())
-	if err != nil {
-		return nil, err
-	}
-	return &mdspb.OpenVolumeResponse{Volume: s.volumePB(v), Session: w.rec.GetId(), LeaseMs: s.cfg.SessionLease.Milliseconds()}, nil
+	return withVolume(s, req.GetVolume(), func(v *volume) (*mdspb.OpenVolumeResponse, error) {
+		if !req.GetWriter() {
+			return &mdspb.OpenVolumeResponse{Volume: s.volumePB(v)}, nil
+		}
+		if s.liveLocked(v.writer) && !req.GetForce() {
+			return nil, &WriterExistsError{Volume: req.GetVolume(), Holder: v.writer.rec.GetClient()}
+		}
+		w, err := s.openSessionLocked(v, req.GetClient())
+		if err != nil {
+			return nil, err
+		}
+		return &mdspb.OpenVolumeResponse{Volume: s.volumePB(v), Session: w.rec.GetId(), LeaseMs: s.cfg.SessionLease.Milliseconds()}, nil
+	})
 }
 
 // openSessionLocked persists a new writer session of v, replacing any
@@ -89,19 +83,13 @@ func (s *Server) RenewSession(ctx context.Context, req *mdspb.RenewSessionReques
 }
 
 func (s *Server) renewSession(req *mdspb.RenewSessionRequest) (*mdspb.RenewSessionResponse, error) {
-	if err := s.lock(); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	v, err := s.volumeLocked(req.GetVolume())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.checkSessionLocked(v, req.GetSession()); err != nil {
-		return nil, err
-	}
-	v.writer.expires = s.now().Add(s.cfg.SessionLease)
-	return &mdspb.RenewSessionResponse{LeaseMs: s.cfg.SessionLease.Milliseconds()}, nil
+	return withVolume(s, req.GetVolume(), func(v *volume) (*mdspb.RenewSessionResponse, error) {
+		if err := s.checkSessionLocked(v, req.GetSession()); err != nil {
+			return nil, err
+		}
+		v.writer.expires = s.now().Add(s.cfg.SessionLease)
+		return &mdspb.RenewSessionResponse{LeaseMs: s.cfg.SessionLease.Milliseconds()}, nil
+	})
 }
 
 // CloseVolume releases a writer session (its lease need not be live).

@@ -45,6 +45,21 @@ func checkSize(size uint64) error {
 
 // volumeLocked returns the named volume or ErrVolumeNotFound.
 // REQUIRES: s.mu held
+// withVolume runs fn under the server lock with the named volume (or
+// returns the lookup's error).
+func withVolume[T any](s *Server, name string, fn func(v *volume) (T, error)) (T, error) {
+	var zero T
+	if err := s.lock(); err != nil {
+		return zero, err
+	}
+	defer s.mu.Unlock()
+	v, err := s.volumeLocked(name)
+	if err != nil {
+		return zero, err
+	}
+	return fn(v)
+}
+
 func (s *Server) volumeLocked(name string) (*volume, error) {
 	v := s.mu.volumes[name]
 	if v == nil {
@@ -115,15 +130,9 @@ func (s *Server) StatVolume(ctx context.Context, req *mdspb.StatVolumeRequest) (
 }
 
 func (s *Server) statVolume(name string) (*mdspb.Volume, error) {
-	if err := s.lock(); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	v, err := s.volumeLocked(name)
-	if err != nil {
-		return nil, err
-	}
-	return s.volumePB(v), nil
+	return withVolume(s, name, func(v *volume) (*mdspb.Volume, error) {
+		return s.volumePB(v), nil
+	})
 }
 
 // ListVolumes returns every volume, by name.
@@ -154,24 +163,18 @@ func (s *Server) resizeVolume(req *mdspb.ResizeVolumeRequest) (*mdspb.Volume, er
 	if err := checkSize(req.GetSize()); err != nil {
 		return nil, err
 	}
-	if err := s.lock(); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	v, err := s.volumeLocked(req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	if req.GetSize() < v.rec.GetSize() {
-		return nil, fmt.Errorf("%w: %q is %d bytes, asked for %d", ErrShrink, req.GetName(), v.rec.GetSize(), req.GetSize())
-	}
-	rec := proto.CloneOf(v.rec)
-	rec.Size = req.GetSize()
-	if err := s.kv.Set(volumeKey(rec.GetName()), encode(rec)); err != nil {
-		return nil, fmt.Errorf("resizing volume %q: %w", rec.GetName(), err)
-	}
-	v.rec = rec
-	return s.volumePB(v), nil
+	return withVolume(s, req.GetName(), func(v *volume) (*mdspb.Volume, error) {
+		if req.GetSize() < v.rec.GetSize() {
+			return nil, fmt.Errorf("%w: %q is %d bytes, asked for %d", ErrShrink, req.GetName(), v.rec.GetSize(), req.GetSize())
+		}
+		rec := proto.CloneOf(v.rec)
+		rec.Size = req.GetSize()
+		if err := s.kv.Set(volumeKey(rec.GetName()), encode(rec)); err != nil {
+			return nil, fmt.Errorf("resizing volume %q: %w", rec.GetName(), err)
+		}
+		v.rec = rec
+		return s.volumePB(v), nil
+	})
 }
 
 // DeleteVolume deletes a volume, its segment maps and its closed or
