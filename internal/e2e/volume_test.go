@@ -187,11 +187,14 @@ type writer struct {
 	n     int
 }
 
-func (w *writer) run(ctx context.Context, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed))
+// run writes blocks of stripe i of n (block numbers ≡ i mod n), so
+// concurrent writers never race on the same block and the last
+// acknowledged write of each block is what must read back.
+func (w *writer) run(ctx context.Context, i, n int64) {
+	rng := rand.New(rand.NewPCG(uint64(i), 7))
 	const block = 64 << 10
 	for ctx.Err() == nil {
-		off := rng.Int64N(w.size/block) * block
+		off := (rng.Int64N(w.size/block/n)*n + i) * block
 		data := pattern(rng, block)
 		_, err := w.v.WriteAt(context.Background(), data, off)
 		w.mu.Lock()
@@ -232,8 +235,8 @@ func TestKill9DuringWritesLosesNothing(t *testing.T) {
 	w := &writer{v: v, size: 32 << 20, acked: map[int64][]byte{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() { w.run(ctx, uint64(i+1)) })
+	for i := range int64(4) {
+		wg.Go(func() { w.run(ctx, i, 4) })
 	}
 	progress := func(what string) {
 		n := w.count()
