@@ -175,7 +175,7 @@ lint-rules:
 ## system-deps: install the Debian packages the tests need if missing.
 # As root on Debian it installs them with apt-get; otherwise it prints the
 # command to run. .ci/run installs the same list (APT_PACKAGES there).
-SYSTEM_DEPS := protoc:protobuf-compiler gcc:gcc
+SYSTEM_DEPS := protoc:protobuf-compiler gcc:gcc nbdinfo:libnbd-bin qemu-io:qemu-utils fio:fio nbdkit:nbdkit
 .PHONY: system-deps
 system-deps:
 	@missing=""; for d in $(SYSTEM_DEPS); do 		command -v "$${d%%:*}" >/dev/null 2>&1 || missing="$$missing $${d#*:}"; done; 	if [ -n "$$missing" ]; then 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then 			echo "installing:$$missing libc6-dev"; 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing libc6-dev </dev/null; 		else echo "missing packages; run: sudo apt-get install$$missing libc6-dev" >&2; exit 1; fi; 	fi
