@@ -1,0 +1,260 @@
+package playground
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"basalt/chunkserver"
+	"basalt/client"
+	"basalt/mds"
+	"basalt/mds/mdspb"
+	"basalt/nbd"
+)
+
+// Config configures a playground.
+type Config struct {
+	// DataDir keeps everything (mds/, cs1..cs3/). Default ./basalt-data.
+	DataDir string
+	// MDSAddr is the MDS gRPC address. Default 127.0.0.1:6700.
+	MDSAddr string
+	// NBDAddr is where volumes are exported over NBD. Default
+	// 127.0.0.1:10809 (the NBD port).
+	NBDAddr string
+	// DemoVolume is created on first start. Default "demo".
+	DemoVolume string
+	// DemoSize in bytes. Default 10 GiB (thin: nothing is allocated).
+	DemoSize uint64
+	// ChunkserverBasePort: chunkserver i listens on 127.0.0.1:BasePort+i.
+	// Default 6800; negative picks free ports (tests).
+	ChunkserverBasePort int
+	// Logger for the daemons. Default: warnings to stderr.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "basalt-data", MDSAddr: "127.0.0.1:6700", NBDAddr: "127.0.0.1:10809",
+		DemoVolume: "demo", DemoSize: 10 << 30, ChunkserverBasePort: 6800,
+		Logger: slog.Default(),
+	}
+}
+
+// Run starts the MDS, three chunkservers (zones zone1..zone3) and the NBD
+// server in this process, creates the demo volume if missing, prints what
+// to try next to out, and serves until ctx ends; then it stops everything
+// cleanly. Starting again with the same DataDir reuses the data.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	p := &playground{cfg: cfg, log: cfg.Logger, volumes: map[string]*client.Volume{}}
+	ctx, cancel := context.WithCancel(ctx)
+	p.cancel = cancel
+	defer p.stop()
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	p.printNextSteps(out)
+	<-ctx.Done()
+	fmt.Fprintln(out, "\nstopping the playground...")
+	return nil
+}
+
+type playground struct {
+	cfg  Config
+	log  *slog.Logger
+	mds  *mds.Daemon
+	css  []*chunkserver.Server
+	nbd  net.Listener
+	done   sync.WaitGroup
+	cancel context.CancelFunc // stops the MDS and the NBD server
+
+	mu      sync.Mutex
+	volumes map[string]*client.Volume
+}
+
+func (p *playground) start(ctx context.Context) error {
+	if err := p.startMDS(ctx); err != nil {
+		return err
+	}
+	if err := p.startChunkservers(ctx); err != nil {
+		return err
+	}
+	if err := p.waitHealthy(ctx); err != nil {
+		return err
+	}
+	if err := p.ensureDemo(ctx); err != nil {
+		return err
+	}
+	return p.startNBD(ctx)
+}
+
+func (p *playground) startMDS(ctx context.Context) error {
+	args := []string{"--data", filepath.Join(p.cfg.DataDir, "mds"), "--listen", p.cfg.MDSAddr, "--http", "127.0.0.1:0", "--log-level", "warn"}
+	d, err := mds.StartDaemon(args, io.Discard)
+	if err != nil {
+		return fmt.Errorf("starting the MDS: %w", err)
+	}
+	p.mds = d
+	p.done.Go(func() {
+		if err := d.Run(ctx); err != nil {
+			p.log.Error("MDS stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+func (p *playground) startChunkservers(ctx context.Context) error {
+	for i := 1; i <= 3; i++ {
+		cfg := chunkserver.DefaultConfig()
+		cfg.Dir = filepath.Join(p.cfg.DataDir, fmt.Sprintf("cs%d", i))
+		cfg.Listen = "127.0.0.1:0"
+		if p.cfg.ChunkserverBasePort >= 0 {
+			cfg.Listen = fmt.Sprintf("127.0.0.1:%d", p.cfg.ChunkserverBasePort+i)
+		}
+		cfg.HTTP, cfg.MDS, cfg.Zone, cfg.Logger = "", p.cfg.MDSAddr, fmt.Sprintf("zone%d", i), p.log
+		s, err := chunkserver.Start(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("starting chunkserver %d: %w", i, err)
+		}
+		p.css = append(p.css, s)
+	}
+	return nil
+}
+
+// mdsCall runs fn against the MDS with a deadline.
+func (p *playground) mdsCall(ctx context.Context, fn func(context.Context, mdspb.MDSClient) error) error {
+	conn, err := grpc.NewClient(p.cfg.MDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return fn(ctx, mdspb.NewMDSClient(conn))
+}
+
+// waitHealthy waits until every copyset has a leader and all its members.
+func (p *playground) waitHealthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		var st *mdspb.ClusterStatusResponse
+		err := p.mdsCall(ctx, func(ctx context.Context, c mdspb.MDSClient) error {
+			var err error
+			st, err = c.ClusterStatus(ctx, &mdspb.ClusterStatusRequest{})
+			return err
+		})
+		if err == nil && st.GetCopysets() > 0 && st.GetCopysetsHealthy() == st.GetCopysets() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the copysets to elect leaders: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (p *playground) ensureDemo(ctx context.Context) error {
+	return p.mdsCall(ctx, func(ctx context.Context, c mdspb.MDSClient) error {
+		_, err := c.CreateVolume(ctx, &mdspb.CreateVolumeRequest{Name: p.cfg.DemoVolume, Size: p.cfg.DemoSize, Owner: "playground"})
+		if status.Code(err) == codes.AlreadyExists {
+			return nil
+		}
+		return err
+	})
+}
+
+func (p *playground) startNBD(ctx context.Context) error {
+	cfg := nbd.DefaultConfig()
+	cfg.Exports, cfg.Logger = p, p.log
+	srv, err := nbd.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", p.cfg.NBDAddr)
+	if err != nil {
+		return fmt.Errorf("NBD listener: %w", err)
+	}
+	p.nbd = lis
+	p.done.Go(func() { _ = srv.Serve(ctx, lis) })
+	return nil
+}
+
+var _ nbd.Exports = (*playground)(nil)
+
+// Open implements nbd.Exports: the export name is the volume name. The
+// playground opens each volume once, as its writer, and keeps it open
+// (holding the writer lease) until it stops.
+func (p *playground) Open(ctx context.Context, name string) (nbd.Backend, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v := p.volumes[name]; v != nil {
+		return v, nil
+	}
+	opts := client.DefaultOptions()
+	opts.MDSAddrs, opts.Writer, opts.ClientName, opts.Logger = []string{p.cfg.MDSAddr}, true, "basalt-playground", p.log
+	v, err := client.Open(ctx, opts, name)
+	if errors.Is(err, client.ErrVolumeNotFound) {
+		return nil, fmt.Errorf("%w: %s", nbd.ErrUnknownExport, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.volumes[name] = v
+	return v, nil
+}
+
+// List implements nbd.Exports: every volume.
+func (p *playground) List(ctx context.Context) ([]string, error) {
+	var names []string
+	err := p.mdsCall(ctx, func(ctx context.Context, c mdspb.MDSClient) error {
+		l, err := c.ListVolumes(ctx, &mdspb.ListVolumesRequest{})
+		for _, v := range l.GetVolumes() {
+			names = append(names, v.GetName())
+		}
+		return err
+	})
+	return names, err
+}
+
+// stop closes the exported volumes, stops the chunkservers, then the MDS
+// and the NBD server.
+func (p *playground) stop() {
+	p.mu.Lock()
+	for _, v := range p.volumes {
+		_ = v.Close()
+	}
+	p.mu.Unlock()
+	for _, s := range p.css {
+		s.Stop()
+	}
+	p.cancel()
+	p.done.Wait()
+}
+
+func (p *playground) printNextSteps(out io.Writer) {
+	uri := fmt.Sprintf("nbd://%s/%s", p.cfg.NBDAddr, p.cfg.DemoVolume)
+	fmt.Fprintf(out, `Basalt playground is running: MDS %s, 3 chunkservers (zones 1-3), NBD %s
+Data is kept under %s; Ctrl-C stops everything, starting again reuses it.
+
+The %s volume (%d GiB, thin) is exported as %s. Try:
+
+  nbdinfo %s
+  qemu-io -f raw %s -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M'
+  mkdir -p mnt && nbdfuse mnt/disk %s &      # the volume as a file
+  go run ./cmd/basalt cluster status
+  go run ./cmd/basalt volume create data --size 20GiB   # exported as nbd://%s/data
+`, p.cfg.MDSAddr, p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.NBDAddr)
+}
