@@ -71,11 +71,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 }
 
 type playground struct {
-	cfg  Config
-	log  *slog.Logger
-	mds  *mds.Daemon
-	css  []*chunkserver.Server
-	nbd  net.Listener
+	cfg    Config
+	log    *slog.Logger
+	mds    *mds.Daemon
+	css    []*chunkserver.Server
+	nbd    net.Listener
 	done   sync.WaitGroup
 	cancel context.CancelFunc // stops the MDS and the NBD server
 
