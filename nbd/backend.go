@@ -29,6 +29,27 @@ type Describer interface {
 	Description() string
 }
 
+// Extent is a run of bytes in one allocation state.
+type Extent struct {
+	// Length is the run's size in bytes; it is positive.
+	Length int64
+	// Hole means the run holds no storage and reads as zeros; false means
+	// data (which may still read as zeros).
+	Hole bool
+}
+
+// Allocator is an optional capability of a Backend: which parts of the
+// export hold data. It answers NBD_CMD_BLOCK_STATUS for the base:allocation
+// context and lets READ replies carry holes instead of zeros. A Backend
+// without it is reported as all data.
+type Allocator interface {
+	// Allocated describes [off, off+length) as consecutive extents starting
+	// at off. The server clips extents past the range and treats a part
+	// they leave out as data. It may be called concurrently with writes;
+	// the answer then describes some state between them.
+	Allocated(ctx context.Context, off, length int64) ([]Extent, error)
+}
+
 // ErrUnknownExport is returned by Exports.Open for a name it does not serve.
 var ErrUnknownExport = errors.New("nbd: unknown export")
 
@@ -78,7 +99,10 @@ type MemBackend struct {
 	}
 }
 
-var _ Backend = (*MemBackend)(nil)
+var (
+	_ Backend   = (*MemBackend)(nil)
+	_ Allocator = (*MemBackend)(nil)
+)
 
 // NewMemBackend returns an all-zero MemBackend of size bytes.
 func NewMemBackend(size int64) *MemBackend {
@@ -142,6 +166,24 @@ func (m *MemBackend) Discard(_ context.Context, off, length int64) error {
 
 // Flush does nothing: memory has no durability to wait for.
 func (m *MemBackend) Flush(context.Context) error { return nil }
+
+// Allocated reports the pages never written (or discarded whole) as holes
+// and the others as data.
+func (m *MemBackend) Allocated(_ context.Context, off, length int64) ([]Extent, error) {
+	if err := m.checkRange(off, length); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []Extent
+	for length > 0 {
+		idx, po := off/memPageSize, off%memPageSize
+		n := min(length, memPageSize-po)
+		out = appendExtent(out, Extent{Length: n, Hole: m.mu.pages[idx] == nil})
+		off, length = off+n, length-n
+	}
+	return out, nil
+}
 
 // Pages returns how many 4 KiB pages hold memory, for tests of sparseness.
 func (m *MemBackend) Pages() int {

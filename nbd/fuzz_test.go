@@ -48,6 +48,7 @@ func appendReq(b []byte, typ uint16, off uint64, length uint32) []byte {
 // panicking once the input is exhausted.
 func FuzzHandshake(f *testing.F) {
 	f.Add(seedHandshake())
+	f.Add(seedStructured())
 	f.Add([]byte{0, 0, 0, 3})
 	f.Add(appendOpt(binary.BigEndian.AppendUint32(nil, 3), optExportName, []byte("m")))
 	f.Add(appendOpt(binary.BigEndian.AppendUint32(nil, 3), optInfo, []byte{0, 0, 0, 1, 'm', 0, 0}))

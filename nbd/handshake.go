@@ -26,6 +26,7 @@ func (s *session) negotiate(ctx context.Context) (Backend, string, error) {
 		}
 		b, name, done, err := s.handleOption(ctx, code, data)
 		if err != nil || done {
+			s.allocation = s.allocation && name == s.allocationExport
 			return b, name, err
 		}
 	}
@@ -82,8 +83,10 @@ func (s *session) handleOption(ctx context.Context, code uint32, data []byte) (b
 		return nil, "", false, s.list(ctx, data)
 	case optInfo, optGo:
 		return s.info(ctx, code, data)
-	case optStructuredReply, optSetMetaContext:
-		return nil, "", false, s.replyErr(code, repErrUnsup, "only simple replies are supported")
+	case optStructuredReply:
+		return nil, "", false, s.structuredReply(data)
+	case optListMetaContext, optSetMetaContext:
+		return nil, "", false, s.metaContext(ctx, code, data)
 	default:
 		return nil, "", false, s.replyErr(code, repErrUnsup, "option not supported")
 	}
@@ -105,6 +108,42 @@ func (s *session) exportName(ctx context.Context, name string) (Backend, error) 
 		return nil, fmt.Errorf("answering export name: %w", err)
 	}
 	return b, nil
+}
+
+// structuredReply answers NBD_OPT_STRUCTURED_REPLY: from now on replies
+// are structured.
+func (s *session) structuredReply(data []byte) error {
+	if len(data) != 0 {
+		return s.replyErr(optStructuredReply, repErrInvalid, "structured reply takes no data")
+	}
+	s.structured = true
+	return s.reply(optStructuredReply, repAck, nil)
+}
+
+// metaContext answers NBD_OPT_LIST_META_CONTEXT and
+// NBD_OPT_SET_META_CONTEXT. The only context is base:allocation; SET
+// replaces the previous selection.
+func (s *session) metaContext(ctx context.Context, code uint32, data []byte) error {
+	if !s.structured {
+		return s.replyErr(code, repErrInvalid, "meta contexts need structured replies")
+	}
+	req, err := parseMetaRequest(data)
+	if err != nil {
+		return s.replyErr(code, repErrInvalid, "malformed meta context request")
+	}
+	if _, err := s.srv.cfg.Exports.Open(ctx, req.name); err != nil {
+		return s.replyErr(code, repErrUnknown, "unknown export")
+	}
+	match := matchesAllocation(req.queries, code == optListMetaContext)
+	if code == optSetMetaContext {
+		s.allocation, s.allocationExport = match, req.name
+	}
+	if match {
+		if err := s.reply(code, repMetaContext, metaContextData()); err != nil {
+			return err
+		}
+	}
+	return s.reply(code, repAck, nil)
 }
 
 // list answers NBD_OPT_LIST.

@@ -14,6 +14,7 @@ const (
 	optReplyMagic  = 0x0003e889045565a9
 	requestMagic   = 0x25609513
 	simpleRepMagic = 0x67446698
+	structRepMagic = 0x668e33ef
 
 	flagFixedNewstyle = 1 << 0 // handshake flags (server) and client flags
 	flagNoZeroes      = 1 << 1
@@ -24,10 +25,12 @@ const (
 	optInfo             = 6
 	optGo               = 7
 	optStructuredReply  = 8
+	optListMetaContext  = 9
 	optSetMetaContext   = 10
 	repAck              = 1
 	repServer           = 2
 	repInfo             = 3
+	repMetaContext      = 4
 	repErrUnsup         = 1<<31 + 1
 	repErrInvalid       = 1<<31 + 3
 	repErrUnknown       = 1<<31 + 6
@@ -38,6 +41,7 @@ const (
 	preferredBlockSize  = 4096
 	maxOptionLength     = 64 << 10 // longest option payload accepted
 	maxExportNameLength = 4096     // the specification's limit on names
+	maxMetaQueryLength  = 4096     // the specification's limit on context queries
 
 	tFlagHasFlags     = 1 << 0 // transmission flags
 	tFlagSendFlush    = 1 << 2
@@ -52,8 +56,23 @@ const (
 	cmdFlush       = 3
 	cmdTrim        = 4
 	cmdWriteZeroes = 6
+	cmdBlockStatus = 7
 	cmdFlagFUA     = 1 << 0
 	cmdFlagNoHole  = 1 << 1
+	cmdFlagReqOne  = 1 << 3
+
+	replyFlagDone        = 1 << 0 // structured reply chunks
+	replyTypeNone        = 0
+	replyTypeOffsetData  = 1
+	replyTypeOffsetHole  = 2
+	replyTypeBlockStatus = 5
+	replyTypeError       = 1<<15 + 1
+	chunkHeaderSize      = 20
+
+	metaBaseAllocation = "base:allocation"
+	metaAllocationID   = 1 // the context id of base:allocation
+	stateHole          = 1 << 0
+	stateZero          = 1 << 1
 
 	errIO        = 5
 	errInval     = 22
@@ -111,6 +130,10 @@ func (r request) check(size int64, maxLen uint32) uint32 {
 	case cmdFlush, cmdDisconnect:
 		return 0
 	case cmdRead, cmdWrite, cmdTrim, cmdWriteZeroes:
+	case cmdBlockStatus:
+		if r.length == 0 {
+			return errInval
+		}
 	default:
 		return errInval
 	}

@@ -283,8 +283,8 @@ func TestHandshakeOptions(t *testing.T) {
 	}
 	rc.option(optList, []byte{1})
 	wantOptReply(t, rc, optList, repErrInvalid)
-	rc.option(optStructured, nil)
-	wantOptReply(t, rc, optStructured, repErrUnsup)
+	rc.option(optStructured, []byte{1})
+	wantOptReply(t, rc, optStructured, repErrInvalid)
 	rc.option(77, []byte("x"))
 	wantOptReply(t, rc, 77, repErrUnsup)
 	rc.option(optInfo, infoData("nosuch"))

@@ -146,5 +146,13 @@ type session struct {
 	r        io.Reader
 	w        io.Writer
 	noZeroes bool
-	writeMu  sync.Mutex // serializes replies in transmission
+	// structured is set by NBD_OPT_STRUCTURED_REPLY: replies are then
+	// structured chunks.
+	structured bool
+	// allocation is set when NBD_OPT_SET_META_CONTEXT selected
+	// base:allocation for the export named allocationExport; NBD_CMD_BLOCK_STATUS
+	// is valid only then.
+	allocation       bool
+	allocationExport string
+	writeMu          sync.Mutex // serializes replies in transmission
 }

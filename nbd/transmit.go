@@ -49,6 +49,9 @@ func (s *session) readHeader() (request, error) {
 // buffer, discarded) so the stream stays in sync; errno is then not 0.
 func (s *session) readPayload(req request, size int64) (payload []byte, errno uint32, err error) {
 	errno = req.check(size, s.srv.cfg.MaxRequestBytes)
+	if errno == 0 && req.typ == cmdBlockStatus && !s.allocation {
+		errno = errInval
+	}
 	if !req.hasPayload() {
 		return nil, errno, nil
 	}
@@ -70,33 +73,70 @@ func wrapPayloadErr(err error) error {
 
 // handle executes one valid request, or answers errno when it is not 0.
 func (s *session) handle(ctx context.Context, b Backend, req request, payload []byte, errno uint32) {
-	if errno != 0 {
-		s.sendReply(req.cookie, errno, nil)
-		return
-	}
-	if req.typ == cmdRead {
+	switch {
+	case errno != 0:
+		s.sendStatus(req.cookie, errno)
+	case req.typ == cmdRead:
 		s.read(ctx, b, req)
-		return
+	case req.typ == cmdBlockStatus:
+		s.blockStatus(ctx, b, req)
+	default:
+		err := s.mutate(ctx, b, req, payload)
+		if err == nil && req.flags&cmdFlagFUA != 0 {
+			err = b.Flush(ctx)
+		}
+		s.sendStatus(req.cookie, errnoOf(err))
 	}
-	err := s.mutate(ctx, b, req, payload)
-	if err == nil && req.flags&cmdFlagFUA != 0 {
-		err = b.Flush(ctx)
-	}
-	s.sendReply(req.cookie, errnoOf(err), nil)
 }
 
-// read answers a READ.
+// read answers a READ: a simple reply with the data, or structured chunks
+// with holes where the backend reports them.
 func (s *session) read(ctx context.Context, b Backend, req request) {
 	buf := make([]byte, req.length)
 	n, err := b.ReadAt(ctx, buf, int64(req.offset))
 	if n == len(buf) && errors.Is(err, io.EOF) {
 		err = nil
 	}
+	switch {
+	case err != nil:
+		s.sendStatus(req.cookie, errnoOf(err))
+	case !s.structured:
+		s.sendReply(req.cookie, 0, buf)
+	default:
+		exts, err := allocated(ctx, b, int64(req.offset), int64(req.length))
+		if err != nil {
+			exts = nil // unknown allocation: all data
+		}
+		s.send(readChunks(req.cookie, req.offset, buf, exts))
+	}
+}
+
+// blockStatus answers a BLOCK_STATUS for base:allocation.
+func (s *session) blockStatus(ctx context.Context, b Backend, req request) {
+	exts, err := allocated(ctx, b, int64(req.offset), int64(req.length))
 	if err != nil {
-		s.sendReply(req.cookie, errnoOf(err), nil)
+		s.sendStatus(req.cookie, errnoOf(err))
 		return
 	}
-	s.sendReply(req.cookie, 0, buf)
+	if req.flags&cmdFlagReqOne != 0 {
+		exts = exts[:1]
+	}
+	s.send(net.Buffers{blockStatusChunk(req.cookie, exts)})
+}
+
+// allocated describes [off, off+length) with the backend's Allocator, or
+// as data when it has none. The extents are normalized: at least one, at
+// most maxExtents.
+func allocated(ctx context.Context, b Backend, off, length int64) ([]Extent, error) {
+	a, ok := b.(Allocator)
+	if !ok {
+		return normalizeExtents(nil, length, maxExtents), nil
+	}
+	exts, err := a.Allocated(ctx, off, length)
+	if err != nil {
+		return nil, fmt.Errorf("getting allocation of [%d, +%d): %w", off, length, err)
+	}
+	return normalizeExtents(exts, length, maxExtents), nil
 }
 
 // mutate runs a WRITE, FLUSH, TRIM or WRITE_ZEROES.
@@ -142,10 +182,24 @@ func errnoOf(err error) uint32 {
 	}
 }
 
-// sendReply writes a simple reply, with data for a successful READ. A
-// failed write is ignored: the read loop sees the broken connection.
+// sendStatus answers a request that carries no data with errno: a simple
+// reply, or with structured replies a NONE or ERROR chunk flagged DONE.
+func (s *session) sendStatus(cookie uint64, errno uint32) {
+	if s.structured {
+		s.send(net.Buffers{doneChunk(cookie, errno)})
+		return
+	}
+	s.sendReply(cookie, errno, nil)
+}
+
+// sendReply writes a simple reply, with data for a successful READ.
 func (s *session) sendReply(cookie uint64, errno uint32, data []byte) {
-	bufs := net.Buffers{appendSimpleReply(nil, errno, cookie), data}
+	s.send(net.Buffers{appendSimpleReply(nil, errno, cookie), data})
+}
+
+// send writes the whole answer to one request at once. A failed write is
+// ignored: the read loop sees the broken connection.
+func (s *session) send(bufs net.Buffers) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	_, _ = bufs.WriteTo(s.w)
