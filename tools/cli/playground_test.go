@@ -101,6 +101,14 @@ func TestPlaygroundServesDemoOverNBDAndKeepsData(t *testing.T) {
 		t.Fatalf("nbdinfo %s: %v\n%s", uri, err, out)
 	}
 	qemuIO(t, uri, "write -P 0xab 0 1M", "write -P 0xcd 5G 64k", "read -P 0xab 0 1M")
+	// Block status: the two written segments are data, the rest holes.
+	out, err = exec.Command("/usr/bin/nbdinfo", "--map", uri).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nbdinfo --map: %v\n%s", err, out)
+	}
+	if got := strings.Count(string(out), "hole,zero"); got != 2 {
+		t.Fatalf("nbdinfo --map shows %d hole runs, want 2 (before and after the 5 GiB segment):\n%s", got, out)
+	}
 	stop()
 	stop = startPlayground(t, data, mdsAddr, nbdAddr)
 	defer stop()

@@ -201,7 +201,7 @@ func (p *playground) Open(ctx context.Context, name string) (nbd.Backend, error)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if v := p.volumes[name]; v != nil {
-		return v, nil
+		return volumeBackend{v}, nil
 	}
 	opts := client.DefaultOptions()
 	opts.MDSAddrs, opts.Writer, opts.ClientName, opts.Logger = []string{p.cfg.MDSAddr}, true, "basalt-playground", p.log
@@ -213,7 +213,7 @@ func (p *playground) Open(ctx context.Context, name string) (nbd.Backend, error)
 		return nil, err
 	}
 	p.volumes[name] = v
-	return v, nil
+	return volumeBackend{v}, nil
 }
 
 // List implements nbd.Exports: every volume.
@@ -257,4 +257,24 @@ The %s volume (%d GiB, thin) is exported as %s. Try:
   go run ./cmd/basalt cluster status
   go run ./cmd/basalt volume create data --size 20GiB   # exported as nbd://%s/data
 `, p.cfg.MDSAddr, p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.NBDAddr)
+}
+
+// volumeBackend exports a client.Volume over NBD with block status: never
+// written segments are reported as holes, so nbdcopy and qemu-img copy a
+// volume sparsely.
+type volumeBackend struct{ *client.Volume }
+
+var _ nbd.Allocator = volumeBackend{}
+
+// Allocated implements nbd.Allocator.
+func (b volumeBackend) Allocated(ctx context.Context, off, length int64) ([]nbd.Extent, error) {
+	exts, err := b.Extents(ctx, off, length)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]nbd.Extent, len(exts))
+	for i, e := range exts {
+		out[i] = nbd.Extent{Length: e.Length, Hole: !e.Allocated}
+	}
+	return out, nil
 }
