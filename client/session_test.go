@@ -9,6 +9,7 @@ import (
 
 	"basalt/client"
 	"basalt/client/clienttest"
+	"basalt/internal/testwait"
 )
 
 // TestReaderCannotWrite: writes and discards on a reader fail with
@@ -46,10 +47,9 @@ func TestLeaseRenewal(t *testing.T) {
 	}
 	checkRead(t, v, 0, []byte{1})
 	n := c.MDS.Renewals()
-	time.Sleep(100 * time.Millisecond)
-	if c.MDS.Renewals() != n {
-		t.Fatalf("renewals continued after the lease was lost")
-	}
+	testwait.Stays(t, 100*time.Millisecond, "no renewal after the lease was lost", func() bool {
+		return c.MDS.Renewals() == n
+	})
 }
 
 // TestFencedAllocation: a write that needs a new segment after the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"basalt/internal/testwait"
 	"basalt/raft"
 	"basalt/raft/rafttest"
 )
@@ -212,6 +213,20 @@ func TestThousandGroups(t *testing.T) {
 	}
 }
 
+// sameApplied reports whether every replica of groups 1 and 2 has applied
+// up to the same index.
+func sameApplied(c *rafttest.Cluster) error {
+	for g := uint64(1); g <= 2; g++ {
+		a := c.KV(1, g).Applied()
+		for _, h := range []uint64{2, 3} {
+			if b := c.KV(h, g).Applied(); b != a {
+				return fmt.Errorf("group %d: host 1 applied %d, host %d applied %d", g, a, h, b)
+			}
+		}
+	}
+	return nil
+}
+
 // noDoubleApply checks that no replica re-applied, after the restart, a
 // command its checkpoint already contained (every key is written once).
 func noDoubleApply(t *testing.T, c *rafttest.Cluster) {
@@ -265,19 +280,29 @@ func crashRound(t *testing.T, seed int64) {
 			}
 		})
 	}
+	ackedAtLeast := func(n int) func() error {
+		return func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if got := len(acked[1]) + len(acked[2]); got < n {
+				return fmt.Errorf("%d writes acknowledged, want %d", got, n)
+			}
+			return nil
+		}
+	}
 	// Checkpoints and compaction race with the writes, as in production.
-	time.Sleep(300 * time.Millisecond)
+	testwait.For(t, waitLong, "writes before the checkpoint", ackedAtLeast(150))
 	for _, h := range []uint64{1, 2, 3} {
 		checkpointAndCompact(t, c, h, 1)
 	}
-	time.Sleep(300 * time.Millisecond)
+	testwait.For(t, waitLong, "writes after the checkpoint", ackedAtLeast(300))
 	if seed == 0 {
 		// Quiesce first: the last commit-index updates are then written
 		// without sync, while the checkpoint taken after them is durable.
 		// Replay after the crash must not apply those entries twice.
 		cancel()
 		wg.Wait()
-		time.Sleep(100 * time.Millisecond)
+		testwait.For(t, waitLong, "every replica to apply everything", func() error { return sameApplied(c) })
 	}
 	for _, h := range []uint64{1, 2, 3} {
 		for g := uint64(1); g <= 2; g++ {

@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 
+	"basalt/internal/testwait"
 	"basalt/raft"
 	"basalt/raft/grpctransport"
 	"basalt/raft/rafttest"
@@ -123,23 +124,26 @@ func (c *grpcCluster) createGroups(groups int) {
 func (c *grpcCluster) leaders(groups int, timeout time.Duration) map[uint64]uint64 {
 	c.tb.Helper()
 	out := map[uint64]uint64{}
-	deadline := time.Now().Add(timeout)
-	for g := uint64(1); g <= uint64(groups); g++ {
-		for out[g] == 0 {
-			for _, n := range c.nodes {
-				if l, _, _ := n.host.Leader(g); l != 0 && c.nodes[l] != nil {
-					out[g] = l
-				}
-			}
-			if out[g] == 0 {
-				if time.Now().After(deadline) {
-					c.tb.Fatalf("group %d has no leader after %v", g, timeout)
-				}
-				time.Sleep(10 * time.Millisecond)
+	testwait.For(c.tb, timeout, "a leader in every group", func() error {
+		for g := uint64(1); g <= uint64(groups); g++ {
+			if out[g] = c.runningLeader(g); out[g] == 0 {
+				return fmt.Errorf("group %d has no leader", g)
 			}
 		}
-	}
+		return nil
+	})
 	return out
+}
+
+// runningLeader is the leader of group g as seen by any running host, if
+// that leader is running; else 0.
+func (c *grpcCluster) runningLeader(g uint64) uint64 {
+	for _, n := range c.nodes {
+		if l, _, _ := n.host.Leader(g); l != 0 && c.nodes[l] != nil {
+			return l
+		}
+	}
+	return 0
 }
 
 // propose sends data to group's leader, following NotLeaderErrors.
@@ -227,15 +231,14 @@ func TestGRPCClusterSurvivesHostLoss(t *testing.T) {
 	write("during")
 	c.start(2)
 	write("after")
-	deadline := time.Now().Add(waitLong)
-	for g := uint64(1); g <= groups; g++ {
-		for c.nodes[2].countOf(g) != 3 {
-			if time.Now().After(deadline) {
-				t.Fatalf("restarted host has %d entries of group %d, want 3", c.nodes[2].countOf(g), g)
+	testwait.For(t, waitLong, "the restarted host to catch up", func() error {
+		for g := uint64(1); g <= groups; g++ {
+			if n := c.nodes[2].countOf(g); n != 3 {
+				return fmt.Errorf("group %d has %d entries, want 3", g, n)
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 }
 
 func (n *grpcNode) countOf(group uint64) uint64 {
@@ -287,13 +290,12 @@ func TestGRPCSnapshotCatchUp(t *testing.T) {
 		}
 	}
 	c.start(down)
-	deadline := time.Now().Add(waitLong)
-	for len(kv(down).Data()) != 60 {
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted host has %d keys, want 60", len(kv(down).Data()))
+	testwait.For(t, waitLong, "the restarted host to catch up", func() error {
+		if n := len(kv(down).Data()); n != 60 {
+			return fmt.Errorf("%d keys, want 60", n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := counterValue(c.nodes[down].host, "basalt_raft_snapshots_received_total"); got < 1 {
 		t.Fatalf("restarted host received %v snapshots; it should have caught up by snapshot", got)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"basalt/internal/testwait"
 	"basalt/raft"
 	"basalt/raft/rafttest"
 )
@@ -179,9 +180,7 @@ func TestMinorityPartitionMakesNoProgress(t *testing.T) {
 	more := map[string]string{}
 	for i := range 10 {
 		k := fmt.Sprintf("b%d", i)
-		if err := proposeVia(t, c, rest, 1, k+"=x"); err != nil {
-			t.Fatal(err)
-		}
+		proposeVia(t, c, rest, 1, k+"=x")
 		more[k] = "x"
 	}
 	if got, ok := c.KV(old, 1).Get("b0"); ok {
@@ -197,21 +196,19 @@ func TestMinorityPartitionMakesNoProgress(t *testing.T) {
 	sameLogs(t, c, 1, 1, 2, 3)
 }
 
-// proposeVia proposes through whichever of hosts leads group.
-func proposeVia(t *testing.T, c *rafttest.Cluster, hosts []uint64, group uint64, cmd string) error {
+// proposeVia proposes through whichever of hosts leads group, retrying
+// until it is applied.
+func proposeVia(t *testing.T, c *rafttest.Cluster, hosts []uint64, group uint64, cmd string) {
 	t.Helper()
-	ctx := ctxT(t, waitLong)
-	for ctx.Err() == nil {
+	testwait.For(t, waitLong, fmt.Sprintf("%q applied via %v", cmd, hosts), func() error {
 		for _, h := range hosts {
 			if l, _, _ := c.Host(h).Leader(group); l == h {
-				if _, err := c.Host(h).Propose(ctx, group, []byte(cmd)); err == nil {
-					return nil
-				}
+				_, err := c.Host(h).Propose(ctxT(t, waitLong), group, []byte(cmd))
+				return err
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return fmt.Errorf("proposing %q via %v: %w", cmd, hosts, ctx.Err())
+		return errors.New("none of them leads")
+	})
 }
 
 func TestReorderDuplicateDropSafety(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"basalt/internal/simnet"
+	"basalt/internal/testwait"
 	"basalt/raft"
 	"basalt/raft/rafttest"
 )
@@ -68,13 +69,7 @@ func seqs(envs []raft.Envelope) []uint64 {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }
 
 // settle waits until the network has decided the fate of every message

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"basalt/internal/simnet"
+	"basalt/internal/testwait"
 	"basalt/raft"
 )
 
@@ -265,17 +266,7 @@ func retryable(err error) bool {
 // Eventually retries cond until it returns nil or timeout passes.
 func (c *Cluster) Eventually(timeout time.Duration, cond func() error) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("condition not met after %v (seed %d): %v", timeout, c.opts.Seed, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(c.t, timeout, fmt.Sprintf("a condition (simnet seed %d)", c.opts.Seed), cond)
 }
 
 // WaitConverged waits until group's KV on every given host holds want.
