@@ -260,50 +260,79 @@ func crashRound(t *testing.T, seed int64) {
 	})
 	c.CreateGroup(1, 1, 2, 3)
 	c.CreateGroup(2, 1, 2, 3)
-	var mu sync.Mutex
-	acked := map[uint64][]string{}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range 6 {
-		wg.Go(func() {
-			group := uint64(w%2 + 1)
-			for i := 0; ctx.Err() == nil; i++ {
-				k := fmt.Sprintf("w%d-%d", w, i)
-				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-				_, err := c.Propose(pctx, group, k+"=v")
-				pcancel()
-				if err == nil {
-					mu.Lock()
-					acked[group] = append(acked[group], k)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	ackedAtLeast := func(n int) func() error {
-		return func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			if got := len(acked[1]) + len(acked[2]); got < n {
-				return fmt.Errorf("%d writes acknowledged, want %d", got, n)
-			}
-			return nil
-		}
-	}
+	w := startAckedWriters(c)
 	// Checkpoints and compaction race with the writes, as in production.
-	testwait.For(t, waitLong, "writes before the checkpoint", ackedAtLeast(150))
+	testwait.For(t, waitLong, "writes before the checkpoint", w.atLeast(150))
 	for _, h := range []uint64{1, 2, 3} {
 		checkpointAndCompact(t, c, h, 1)
 	}
-	testwait.For(t, waitLong, "writes after the checkpoint", ackedAtLeast(300))
+	testwait.For(t, waitLong, "writes after the checkpoint", w.atLeast(300))
 	if seed == 0 {
 		// Quiesce first: the last commit-index updates are then written
 		// without sync, while the checkpoint taken after them is durable.
 		// Replay after the crash must not apply those entries twice.
-		cancel()
-		wg.Wait()
+		w.stop()
 		testwait.For(t, waitLong, "every replica to apply everything", func() error { return sameApplied(c) })
 	}
+	checkpointAll(t, c)
+	acked := crashAll(c, w, seed)
+	total := waitAcknowledged(t, c, acked)
+	if total < 20 {
+		t.Fatalf("only %d writes acknowledged before the crash: test proves little", total)
+	}
+	writeAfterCrash(t, c)
+	noDoubleApply(t, c)
+	t.Logf("%d acknowledged writes survived the crash", total)
+}
+
+// ackedWriters propose distinct writes to groups 1 and 2 from six
+// goroutines and remember which were acknowledged.
+type ackedWriters struct {
+	mu     sync.Mutex
+	acked  map[uint64][]string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startAckedWriters(c *rafttest.Cluster) *ackedWriters {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &ackedWriters{acked: map[uint64][]string{}, cancel: cancel}
+	for n := range 6 {
+		w.wg.Go(func() { w.write(ctx, c, n) })
+	}
+	return w
+}
+
+func (w *ackedWriters) write(ctx context.Context, c *rafttest.Cluster, n int) {
+	group := uint64(n%2 + 1)
+	for i := 0; ctx.Err() == nil; i++ {
+		k := fmt.Sprintf("w%d-%d", n, i)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.Propose(pctx, group, k+"=v")
+		cancel()
+		if err == nil {
+			w.mu.Lock()
+			w.acked[group] = append(w.acked[group], k)
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *ackedWriters) stop() { w.cancel(); w.wg.Wait() }
+
+func (w *ackedWriters) atLeast(n int) func() error {
+	return func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if got := len(w.acked[1]) + len(w.acked[2]); got < n {
+			return fmt.Errorf("%d writes acknowledged, want %d", got, n)
+		}
+		return nil
+	}
+}
+
+func checkpointAll(t *testing.T, c *rafttest.Cluster) {
+	t.Helper()
 	for _, h := range []uint64{1, 2, 3} {
 		for g := uint64(1); g <= 2; g++ {
 			if _, err := c.KV(h, g).Checkpoint(); err != nil {
@@ -311,17 +340,21 @@ func crashRound(t *testing.T, seed int64) {
 			}
 		}
 	}
+}
 
+// crashAll takes a crash image of every host at one instant (keeping the
+// synced data and seed*40% of the rest), freezes the acknowledged set at
+// that instant, and restarts the hosts on the images.
+func crashAll(c *rafttest.Cluster, w *ackedWriters, seed int64) map[uint64][]string {
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	clones := map[uint64]vfs.FS{}
-	mu.Lock() // freeze the acknowledged set at the crash instant
+	w.mu.Lock()
 	for _, h := range []uint64{1, 2, 3} {
 		clones[h] = c.FS(h).(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: int(seed) * 40, RNG: rng})
 	}
-	snapshot := map[uint64][]string{1: slices.Clone(acked[1]), 2: slices.Clone(acked[2])}
-	mu.Unlock()
-	cancel()
-	wg.Wait()
+	acked := map[uint64][]string{1: slices.Clone(w.acked[1]), 2: slices.Clone(w.acked[2])}
+	w.mu.Unlock()
+	w.stop()
 	for _, h := range []uint64{1, 2, 3} {
 		c.Stop(h)
 		c.SetFS(h, clones[h])
@@ -329,17 +362,20 @@ func crashRound(t *testing.T, seed int64) {
 	for _, h := range []uint64{1, 2, 3} {
 		c.Start(h)
 	}
+	return acked
+}
+
+// waitAcknowledged waits until every replica holds every acknowledged
+// write, and returns how many there were.
+func waitAcknowledged(t *testing.T, c *rafttest.Cluster, acked map[uint64][]string) int {
+	t.Helper()
 	total := 0
 	for g := uint64(1); g <= 2; g++ {
-		want := map[string]string{}
-		for _, k := range snapshot[g] {
-			want[k] = "v"
-		}
-		total += len(want)
+		total += len(acked[g])
 		c.Eventually(waitLong, func() error {
 			for _, h := range []uint64{1, 2, 3} {
 				data := c.KV(h, g).Data()
-				for k := range want {
+				for _, k := range acked[g] {
 					if _, ok := data[k]; !ok {
 						return fmt.Errorf("host %d group %d lost acknowledged %s", h, g, k)
 					}
@@ -348,11 +384,14 @@ func crashRound(t *testing.T, seed int64) {
 			return nil
 		})
 	}
-	if total < 20 {
-		t.Fatalf("only %d writes acknowledged before the crash: test proves little", total)
-	}
-	// The groups keep working, and every replica has caught up with the
-	// log (re-applying nothing) before the double-apply check.
+	return total
+}
+
+// writeAfterCrash checks the groups keep working, and lets every replica
+// catch up with the log (re-applying nothing) before the double-apply
+// check.
+func writeAfterCrash(t *testing.T, c *rafttest.Cluster) {
+	t.Helper()
 	for g := uint64(1); g <= 2; g++ {
 		if _, err := c.Propose(ctxT(t, waitLong), g, "after=crash"); err != nil {
 			t.Fatalf("group %d after the crash: %v", g, err)
@@ -366,6 +405,4 @@ func crashRound(t *testing.T, seed int64) {
 			return nil
 		})
 	}
-	noDoubleApply(t, c)
-	t.Logf("%d acknowledged writes survived the crash", total)
 }
