@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"basalt/internal/pebbleutil"
 	"basalt/internal/vfsutil"
 )
 
@@ -25,7 +26,7 @@ func OpenPebbleKV(fs vfs.FS, dir string, log *slog.Logger) (*PebbleKV, error) {
 	if err := vfsutil.MkdirAll(fs, dir); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleLogger{log}})
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleutil.Logger(log)})
 	if err != nil {
 		return nil, fmt.Errorf("opening metadata store %s: %w", dir, err)
 	}
@@ -55,7 +56,7 @@ func (k *PebbleKV) Delete(key []byte) error { return k.db.Delete(key, pebble.Syn
 func (k *PebbleKV) Scan(prefix []byte, fn func(key, value []byte) error) error {
 	opts := &pebble.IterOptions{}
 	if len(prefix) > 0 { // an empty non-nil bound trips Pebble's invariant checks
-		opts.LowerBound, opts.UpperBound = prefix, prefixEnd(prefix)
+		opts.LowerBound, opts.UpperBound = prefix, pebbleutil.PrefixEnd(prefix)
 	}
 	it, err := k.db.NewIter(opts)
 	if err != nil {
@@ -88,27 +89,3 @@ func applyOp(pb *pebble.Batch, op BatchOp) error {
 
 // Close closes the DB. Writes already returned are durable.
 func (k *PebbleKV) Close() error { return k.db.Close() }
-
-// prefixEnd returns the smallest key greater than every key with prefix p,
-// or nil (no upper bound) when there is none.
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
-}
-
-// pebbleLogger adapts slog to Pebble's Logger.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(f string, v ...any)  { p.l.Debug(fmt.Sprintf(f, v...)) }
-func (p pebbleLogger) Errorf(f string, v ...any) { p.l.Error(fmt.Sprintf(f, v...)) }
-func (p pebbleLogger) Fatalf(f string, v ...any) {
-	msg := fmt.Sprintf(f, v...)
-	p.l.Error("pebble fatal", "msg", msg)
-	panic("pebble: " + msg)
-}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"basalt/internal/pebbleutil"
 	"basalt/raft"
 )
 
@@ -115,7 +117,7 @@ func cpuTime() time.Duration {
 func BenchmarkSyncedWriteBaseline(b *testing.B) {
 	for _, conc := range []int{1, 256} {
 		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) {
-			db, err := pebble.Open(b.TempDir(), &pebble.Options{MemTableSize: 64 << 20, Logger: quietPebble{}})
+			db, err := pebble.Open(b.TempDir(), &pebble.Options{MemTableSize: 64 << 20, Logger: pebbleutil.Logger(slog.New(slog.DiscardHandler))})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -131,14 +133,6 @@ func BenchmarkSyncedWriteBaseline(b *testing.B) {
 			reportLatency(b, lat, elapsed, 0)
 		})
 	}
-}
-
-type quietPebble struct{}
-
-func (quietPebble) Infof(string, ...any)  {}
-func (quietPebble) Errorf(string, ...any) {}
-func (quietPebble) Fatalf(f string, a ...any) {
-	panic(fmt.Sprintf(f, a...))
 }
 
 func reportLatency(b *testing.B, all []time.Duration, elapsed time.Duration, fsyncs float64) {

@@ -16,6 +16,7 @@ import (
 	etcdraft "go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"basalt/internal/pebbleutil"
 	"basalt/internal/vfsutil"
 )
 
@@ -146,7 +147,7 @@ func (h *Host) bumpIncarnation() error {
 func (h *Host) pebbleOptions() *pebble.Options {
 	return &pebble.Options{
 		FS:                          h.cfg.FS,
-		Logger:                      pebbleLogger{h.log.With("component", "pebble")},
+		Logger:                      pebbleutil.Logger(h.log.With("component", "pebble")),
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 	}
@@ -566,7 +567,7 @@ func (h *Host) closeGroup(g *group, reason error) {
 func (h *Host) removeGroupData(id uint64) error {
 	b := h.db.NewBatch()
 	defer b.Close()
-	if err := b.DeleteRange(groupPrefix(id), prefixEnd(groupPrefix(id)), nil); err != nil {
+	if err := b.DeleteRange(groupPrefix(id), pebbleutil.PrefixEnd(groupPrefix(id)), nil); err != nil {
 		return err
 	}
 	if err := b.Delete(registryKey(id), nil); err != nil {

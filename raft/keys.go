@@ -40,18 +40,6 @@ func logKey(group, index uint64) []byte {
 	return binary.BigEndian.AppendUint64(groupKey(group, suffixLog), index)
 }
 
-// prefixEnd returns the smallest key greater than every key with prefix p.
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
-}
-
 func registryGroup(key []byte) uint64 {
 	return binary.BigEndian.Uint64(key[1:9])
 }

@@ -29,14 +29,3 @@ func (r raftLogger) panic(msg string) {
 	r.l.Error("raft invariant broken", "msg", msg)
 	panic("raft: " + msg)
 }
-
-// pebbleLogger adapts slog to Pebble's Logger.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(f string, v ...any)  { p.l.Debug(fmt.Sprintf(f, v...)) }
-func (p pebbleLogger) Errorf(f string, v ...any) { p.l.Error(fmt.Sprintf(f, v...)) }
-func (p pebbleLogger) Fatalf(f string, v ...any) {
-	msg := fmt.Sprintf(f, v...)
-	p.l.Error("pebble fatal", "msg", msg)
-	panic("pebble: " + msg)
-}

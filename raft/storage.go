@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"basalt/internal/pebbleutil"
 	"errors"
 	"fmt"
 
@@ -82,7 +83,7 @@ func (s *logStore) loadMeta() error {
 
 func (s *logStore) loadLastIndex() (uint64, error) {
 	lo := logKey(s.group, 0)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(groupKey(s.group, suffixLog))})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: pebbleutil.PrefixEnd(groupKey(s.group, suffixLog))})
 	if err != nil {
 		return 0, err
 	}
@@ -308,7 +309,7 @@ func (s *logStore) setConf(b *pebble.Batch, cs *raftpb.ConfState, index uint64) 
 // applySnapshot replaces the whole log by a received snapshot's metadata and
 // records it as pending restore into the state machine.
 func (s *logStore) applySnapshot(b *pebble.Batch, meta *raftpb.SnapshotMetadata) error {
-	if err := b.DeleteRange(logKey(s.group, 0), prefixEnd(groupKey(s.group, suffixLog)), nil); err != nil {
+	if err := b.DeleteRange(logKey(s.group, 0), pebbleutil.PrefixEnd(groupKey(s.group, suffixLog)), nil); err != nil {
 		return err
 	}
 	s.trunc = proto.CloneOf(meta)
