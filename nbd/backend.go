@@ -54,13 +54,24 @@ type Allocator interface {
 var ErrUnknownExport = errors.New("nbd: unknown export")
 
 // Exports resolves export names to backends. The server calls it from many
-// connections at once, and never closes a Backend it returned.
+// connections at once, and never closes a Backend it returned; an Exports
+// that must know when a backend is no longer used implements Releaser.
 type Exports interface {
 	// Open returns the backend named name, or an error wrapping
 	// ErrUnknownExport.
 	Open(ctx context.Context, name string) (Backend, error)
 	// List returns the names NBD_OPT_LIST reports.
 	List(ctx context.Context) ([]string, error)
+}
+
+// Releaser is an optional capability of Exports. The server calls Release
+// exactly once for every backend Open returned without error: as soon as
+// NBD_OPT_INFO has been answered, or when the connection that selected the
+// export with NBD_OPT_GO or NBD_OPT_EXPORT_NAME ends (after its last
+// request finished). Basalt's gateway uses it to hold a volume's writer
+// session exactly while a client is connected.
+type Releaser interface {
+	Release(name string, b Backend)
 }
 
 // MapExports serves a fixed set of backends by name. It must not be

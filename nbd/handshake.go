@@ -105,6 +105,7 @@ func (s *session) exportName(ctx context.Context, name string) (Backend, error) 
 		msg = append(msg, make([]byte, 124)...)
 	}
 	if _, err := s.w.Write(msg); err != nil {
+		s.srv.release(name, b)
 		return nil, fmt.Errorf("answering export name: %w", err)
 	}
 	return b, nil
@@ -131,9 +132,11 @@ func (s *session) metaContext(ctx context.Context, code uint32, data []byte) err
 	if err != nil {
 		return s.replyErr(code, repErrInvalid, "malformed meta context request")
 	}
-	if _, err := s.srv.cfg.Exports.Open(ctx, req.name); err != nil {
+	b, err := s.srv.cfg.Exports.Open(ctx, req.name)
+	if err != nil {
 		return s.replyErr(code, repErrUnknown, "unknown export")
 	}
+	s.srv.release(req.name, b)
 	match := matchesAllocation(req.queries, code == optListMetaContext)
 	if code == optSetMetaContext {
 		s.allocation, s.allocationExport = match, req.name
@@ -171,18 +174,27 @@ func (s *session) info(ctx context.Context, code uint32, data []byte) (Backend, 
 		return nil, "", false, s.replyErr(code, repErrInvalid, "malformed info request")
 	}
 	b, err := s.srv.cfg.Exports.Open(ctx, req.name)
-	if err != nil {
+	if errors.Is(err, ErrUnknownExport) {
 		return nil, "", false, s.replyErr(code, repErrUnknown, "unknown export")
 	}
-	for _, d := range s.infoReplies(b, req) {
-		if err := s.reply(code, repInfo, d); err != nil {
-			return nil, "", false, err
-		}
+	if err != nil {
+		return nil, "", false, s.replyErr(code, repErrUnknown, err.Error())
 	}
-	if err := s.reply(code, repAck, nil); err != nil {
+	if err := s.sendInfo(code, b, req); err != nil || code != optGo {
+		s.srv.release(req.name, b)
 		return nil, "", false, err
 	}
-	return b, req.name, code == optGo, nil
+	return b, req.name, true, nil
+}
+
+// sendInfo sends the NBD_REP_INFO replies answering req, then the ACK.
+func (s *session) sendInfo(code uint32, b Backend, req infoRequest) error {
+	for _, d := range s.infoReplies(b, req) {
+		if err := s.reply(code, repInfo, d); err != nil {
+			return err
+		}
+	}
+	return s.reply(code, repAck, nil)
 }
 
 // infoReplies returns the NBD_REP_INFO payloads answering req.

@@ -125,10 +125,42 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		logEnd(log, "handshake", err)
 		return
 	}
+	defer s.release(name, b)
 	_ = c.SetDeadline(time.Time{})
 	log = log.With("export", name)
 	log.Debug("nbd: transmission started")
 	logEnd(log, "transmission", sess.transmit(ctx, b))
+}
+
+// ServeTransmission serves b on c from the first request on, with no
+// handshake and simple replies only: the way the Linux kernel's nbd driver
+// talks to the socket it is handed after userspace did the handshake (or,
+// as with `basalt nbd attach`, when there is none because both ends are in
+// one process). It returns nil after NBD_CMD_DISC, or the error that ended
+// the connection (io.EOF wrapped when the peer closed it), and closes c
+// when it returns or ctx ends. The caller owns b: it is not released.
+// Requests advertise the flags TransmissionFlags returns.
+func (s *Server) ServeTransmission(ctx context.Context, c net.Conn, b Backend) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	defer func() { _ = c.Close() }()
+	sess := &session{srv: s, r: bufio.NewReader(c), w: c}
+	return sess.transmit(ctx, b)
+}
+
+// TransmissionFlags returns the NBD transmission flags the server serves b
+// with (the same for every backend): HAS_FLAGS, SEND_FLUSH, SEND_FUA,
+// SEND_TRIM, SEND_WRITE_ZEROES and CAN_MULTI_CONN. A kernel attach passes
+// them to the driver, which has no handshake to learn them from.
+func TransmissionFlags(Backend) uint16 { return transmissionFlags }
+
+// release hands b back to the Exports if it wants it (see Releaser).
+func (s *Server) release(name string, b Backend) {
+	if r, ok := s.cfg.Exports.(Releaser); ok {
+		r.Release(name, b)
+	}
 }
 
 // logEnd logs why a connection phase ended.

@@ -194,7 +194,11 @@ func (s *session) sendStatus(cookie uint64, errno uint32) {
 
 // sendReply writes a simple reply, with data for a successful READ.
 func (s *session) sendReply(cookie uint64, errno uint32, data []byte) {
-	s.send(net.Buffers{appendSimpleReply(nil, errno, cookie), data})
+	bufs := net.Buffers{appendSimpleReply(nil, errno, cookie)}
+	if len(data) > 0 { // a zero-length write blocks on some conns (net.Pipe)
+		bufs = append(bufs, data)
+	}
+	s.send(bufs)
 }
 
 // send writes the whole answer to one request at once. A failed write is

@@ -2,7 +2,6 @@ package playground
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"basalt/mds"
 	"basalt/mds/mdspb"
 	"basalt/nbd"
+	"basalt/nbd/gateway"
 )
 
 // Config configures a playground.
@@ -57,7 +57,7 @@ func DefaultConfig() Config {
 // to try next to out, and serves until ctx ends; then it stops everything
 // cleanly. Starting again with the same DataDir reuses the data.
 func Run(ctx context.Context, cfg Config, out io.Writer) error {
-	p := &playground{cfg: cfg, log: cfg.Logger, volumes: map[string]*client.Volume{}}
+	p := &playground{cfg: cfg, log: cfg.Logger}
 	ctx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
 	defer p.stop()
@@ -77,10 +77,10 @@ type playground struct {
 	css    []*chunkserver.Server
 	nbd    net.Listener
 	done   sync.WaitGroup
-	cancel context.CancelFunc // stops the MDS and the NBD server
+	cancel context.CancelFunc // stops the MDS
 
-	mu      sync.Mutex
-	volumes map[string]*client.Volume
+	nbdDone   sync.WaitGroup
+	nbdCancel context.CancelFunc // stops the NBD server
 }
 
 func (p *playground) start(ctx context.Context) error {
@@ -176,9 +176,17 @@ func (p *playground) ensureDemo(ctx context.Context) error {
 	})
 }
 
+// startNBD serves every volume over NBD through the gateway's Exports: a
+// volume is opened as its writer while a client is connected.
 func (p *playground) startNBD(ctx context.Context) error {
+	opts := client.DefaultOptions()
+	opts.MDSAddrs, opts.ClientName, opts.Logger = []string{p.cfg.MDSAddr}, "basalt-playground", p.log
+	ex, err := gateway.New(gateway.Config{Client: opts})
+	if err != nil {
+		return err
+	}
 	cfg := nbd.DefaultConfig()
-	cfg.Exports, cfg.Logger = p, p.log
+	cfg.Exports, cfg.Logger = ex, p.log
 	srv, err := nbd.NewServer(cfg)
 	if err != nil {
 		return err
@@ -188,55 +196,18 @@ func (p *playground) startNBD(ctx context.Context) error {
 		return fmt.Errorf("NBD listener: %w", err)
 	}
 	p.nbd = lis
-	p.done.Go(func() { _ = srv.Serve(ctx, lis) })
+	ctx, p.nbdCancel = context.WithCancel(ctx)
+	p.nbdDone.Go(func() { _ = srv.Serve(ctx, lis) })
 	return nil
 }
 
-var _ nbd.Exports = (*playground)(nil)
-
-// Open implements nbd.Exports: the export name is the volume name. The
-// playground opens each volume once, as its writer, and keeps it open
-// (holding the writer lease) until it stops.
-func (p *playground) Open(ctx context.Context, name string) (nbd.Backend, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if v := p.volumes[name]; v != nil {
-		return volumeBackend{v}, nil
-	}
-	opts := client.DefaultOptions()
-	opts.MDSAddrs, opts.Writer, opts.ClientName, opts.Logger = []string{p.cfg.MDSAddr}, true, "basalt-playground", p.log
-	v, err := client.Open(ctx, opts, name)
-	if errors.Is(err, client.ErrVolumeNotFound) {
-		return nil, fmt.Errorf("%w: %s", nbd.ErrUnknownExport, name)
-	}
-	if err != nil {
-		return nil, err
-	}
-	p.volumes[name] = v
-	return volumeBackend{v}, nil
-}
-
-// List implements nbd.Exports: every volume.
-func (p *playground) List(ctx context.Context) ([]string, error) {
-	var names []string
-	err := p.mdsCall(ctx, func(ctx context.Context, c mdspb.MDSClient) error {
-		l, err := c.ListVolumes(ctx, &mdspb.ListVolumesRequest{})
-		for _, v := range l.GetVolumes() {
-			names = append(names, v.GetName())
-		}
-		return err
-	})
-	return names, err
-}
-
-// stop closes the exported volumes, stops the chunkservers, then the MDS
-// and the NBD server.
+// stop stops the NBD server (its connections end and release their
+// volumes), then the chunkservers, then the MDS.
 func (p *playground) stop() {
-	p.mu.Lock()
-	for _, v := range p.volumes {
-		_ = v.Close()
+	if p.nbdCancel != nil {
+		p.nbdCancel()
+		p.nbdDone.Wait()
 	}
-	p.mu.Unlock()
 	for _, s := range p.css {
 		s.Stop()
 	}
@@ -257,24 +228,4 @@ The %s volume (%d GiB, thin) is exported as %s. Try:
   go run ./cmd/basalt cluster status
   go run ./cmd/basalt volume create data --size 20GiB   # exported as nbd://%s/data
 `, p.cfg.MDSAddr, p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.NBDAddr)
-}
-
-// volumeBackend exports a client.Volume over NBD with block status: never
-// written segments are reported as holes, so nbdcopy and qemu-img copy a
-// volume sparsely.
-type volumeBackend struct{ *client.Volume }
-
-var _ nbd.Allocator = volumeBackend{}
-
-// Allocated implements nbd.Allocator.
-func (b volumeBackend) Allocated(ctx context.Context, off, length int64) ([]nbd.Extent, error) {
-	exts, err := b.Extents(ctx, off, length)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]nbd.Extent, len(exts))
-	for i, e := range exts {
-		out[i] = nbd.Extent{Length: e.Length, Hole: !e.Allocated}
-	}
-	return out, nil
 }
