@@ -175,10 +175,36 @@ lint-rules:
 ## system-deps: install the Debian packages the tests need if missing.
 # As root on Debian it installs them with apt-get; otherwise it prints the
 # command to run. .ci/run installs the same list (APT_PACKAGES there).
-SYSTEM_DEPS := protoc:protobuf-compiler gcc:gcc nbdinfo:libnbd-bin qemu-io:qemu-utils fio:fio nbdkit:nbdkit
+SYSTEM_DEPS := protoc:protobuf-compiler gcc:gcc nbdinfo:libnbd-bin qemu-io:qemu-utils fio:fio nbdkit:nbdkit \
+	qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio
 .PHONY: system-deps
 system-deps:
 	@missing=""; for d in $(SYSTEM_DEPS); do 		command -v "$${d%%:*}" >/dev/null 2>&1 || missing="$$missing $${d#*:}"; done; 	if [ -n "$$missing" ]; then 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then 			echo "installing:$$missing libc6-dev"; 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing libc6-dev </dev/null; 		else echo "missing packages; run: sudo apt-get install$$missing libc6-dev" >&2; exit 1; fi; 	fi
+	@$(MAKE) --no-print-directory vm-assets
+
+## vm-assets: fetch the kernel the VM tests boot (internal/vmtest).
+# The newest linux-image-6.1.*-cloud-amd64 from apt (apt-get download, no
+# install), unpacked into VM_ASSETS: vmlinuz, lib/modules/RELEASE/ with the
+# modules uncompressed, and "package" (name and version), written last. An
+# existing download is kept; delete VM_ASSETS/package to fetch again.
+VM_ASSETS ?= $(if $(BASALT_VM_ASSETS),$(BASALT_VM_ASSETS),$(HOME)/.cache/basalt-vm)
+VM_KERNEL_PACKAGES := ^linux-image-6\.1\.[0-9]+-[0-9]+-cloud-amd64$$
+.PHONY: vm-assets
+vm-assets:
+	@dir="$(VM_ASSETS)"; \
+	if [ -s "$$dir/package" ] && [ -f "$$dir/vmlinuz" ]; then echo "vm-assets: $$(cat "$$dir/package") in $$dir"; exit 0; fi; \
+	pkg=$$(apt-cache search --names-only '$(VM_KERNEL_PACKAGES)' | awk '{print $$1}' | sort -V | tail -n 1); \
+	if [ -z "$$pkg" ]; then echo "vm-assets: no linux-image-6.1.*-cloud-amd64 package known to apt; run apt-get update" >&2; exit 1; fi; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; chmod 755 "$$tmp"; \
+	(cd "$$tmp" && apt-get download -q "$$pkg" </dev/null); \
+	deb=$$(ls "$$tmp"/*.deb); dpkg-deb -x "$$deb" "$$tmp/root"; \
+	rel=$${pkg#linux-image-}; mods="$$tmp/root/lib/modules/$$rel"; \
+	[ -d "$$mods" ] || mods="$$tmp/root/usr/lib/modules/$$rel"; \
+	find "$$mods" -name '*.ko.xz' -exec xz -d {} +; \
+	mkdir -p "$$dir"; rm -rf "$$dir/package" "$$dir/vmlinuz" "$$dir/lib"; mkdir -p "$$dir/lib/modules"; \
+	cp "$$tmp/root/boot/vmlinuz-$$rel" "$$dir/vmlinuz"; mv "$$mods" "$$dir/lib/modules/$$rel"; \
+	echo "$$pkg $$(dpkg-deb -f "$$deb" Version)" > "$$dir/package"; \
+	echo "vm-assets: $$(cat "$$dir/package") unpacked into $$dir"
 
 ## test: every check and every test. This is the command CI runs.
 .PHONY: test

@@ -1,0 +1,29 @@
+//go:build !linux
+
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+)
+
+// errUnsupported is what every operation returns off Linux.
+var errUnsupported = fmt.Errorf("nbd/kernel: the kernel nbd driver exists only on Linux, not %s: %w", runtime.GOOS, errors.ErrUnsupported)
+
+// Connect is only supported on Linux; elsewhere it returns an error
+// wrapping errors.ErrUnsupported.
+func Connect(context.Context, ConnectOptions) (int, error) { return 0, errUnsupported }
+
+// Disconnect is only supported on Linux; elsewhere it returns an error
+// wrapping errors.ErrUnsupported.
+func Disconnect(context.Context, int) error { return errUnsupported }
+
+// Status is only supported on Linux; elsewhere it returns an error
+// wrapping errors.ErrUnsupported.
+func Status(context.Context, int) (Device, error) { return Device{}, errUnsupported }
+
+// List is only supported on Linux; elsewhere it returns an error wrapping
+// errors.ErrUnsupported.
+func List(context.Context) ([]Device, error) { return nil, errUnsupported }
