@@ -47,7 +47,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/basalt-mds", "./cmd/basalt-chunkserver", "./cmd/basalt")
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/basalt-mds", "./cmd/basalt-chunkserver", "./cmd/basalt-nbd", "./cmd/basalt")
 	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building daemons:", err)
@@ -132,6 +132,9 @@ func (p *proc) signal(sig syscall.Signal) {
 	_ = cmd.Process.Signal(sig)
 	select {
 	case <-done:
+		if code := cmd.ProcessState.ExitCode(); sig == syscall.SIGTERM && code != 0 {
+			p.t.Errorf("%s exited with status %d after SIGTERM, want 0", p.name, code)
+		}
 	case <-time.After(20 * time.Second):
 		p.t.Errorf("%s did not exit within 20s of %v; killing it", p.name, sig)
 		_ = cmd.Process.Kill()

@@ -1,15 +1,10 @@
 package e2e_test
 
 import (
-	"context"
-	"net"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
-
-	"basalt/nbd"
 )
 
 // TestQemuIOOverNBDOnAVolume exports a Basalt volume (MDS and three
@@ -73,26 +68,11 @@ func TestSparseCopiesAndFioOverNBDOnAVolume(t *testing.T) {
 		"--size=16m", "--offset=128m", "--verify=crc32c", "--do_verify=1", "--name=verify")
 }
 
-// serveNBD exports a volume of c (opened as its writer) over NBD and
-// returns its URI.
+// serveNBD starts a basalt-nbd gateway for c and returns the TCP URI of
+// volume name.
 func serveNBD(t *testing.T, c *cluster, name string) string {
 	t.Helper()
-	v := c.open(t, name, true)
-	cfg := nbd.DefaultConfig()
-	cfg.Exports = nbd.MapExports{name: v}
-	srv, err := nbd.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(ctx, lis) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return "nbd://" + lis.Addr().String() + "/" + name
+	return c.startGateway(t).uri(name)
 }
 
 func run(t *testing.T, name string, args ...string) {
