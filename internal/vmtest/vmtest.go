@@ -50,6 +50,10 @@ type Config struct {
 	// Console, when not nil, receives the console as it arrives (for
 	// example a writer to t.Log), in addition to Result.Console.
 	Console io.Writer
+	// Netns, when set, runs qemu inside that network namespace (with `ip
+	// netns exec`), so the guest's 10.0.2.2:PORT reaches that namespace's
+	// 127.0.0.1:PORT instead of the host's. Default empty: the host's.
+	Netns string
 	// AssetsDir is where the kernel assets are. Empty means AssetsDir().
 	AssetsDir string
 	// WorkDir holds the initramfs while the VM runs. Empty means a
@@ -200,7 +204,11 @@ func boot(ctx context.Context, cfg Config, qemu, kernel, initrd string) (*Result
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	var console, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, qemu, qemuArgs(cfg, kernel, initrd)...)
+	name, args := qemu, qemuArgs(cfg, kernel, initrd)
+	if cfg.Netns != "" {
+		name, args = "ip", append([]string{"netns", "exec", cfg.Netns, qemu}, args...)
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdout = &console
 	if cfg.Console != nil {
 		cmd.Stdout = io.MultiWriter(&console, cfg.Console)

@@ -116,7 +116,7 @@ func StartDaemon(args []string, stderr io.Writer) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, mds: splitAddrs(dc.MDS)}
+	d := &Daemon{log: log, mds: SplitAddrs(dc.MDS)}
 	if err := d.build(dc); err != nil {
 		return nil, err
 	}
@@ -261,8 +261,8 @@ func RunDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	return d.Run(ctx)
 }
 
-// splitAddrs splits a comma-separated address list, dropping blanks.
-func splitAddrs(s string) []string {
+// SplitAddrs splits a comma-separated address list, dropping blanks.
+func SplitAddrs(s string) []string {
 	var out []string
 	for a := range strings.SplitSeq(s, ",") {
 		if a = strings.TrimSpace(a); a != "" {

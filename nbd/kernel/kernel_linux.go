@@ -79,6 +79,20 @@ func connectError(index int, err error) error {
 	return fmt.Errorf("connecting %s: %w", dev, err)
 }
 
+// Probe reports whether the kernel has the nbd driver, loading it with
+// `modprobe nbd` when it is missing, as Connect does; the error wraps
+// ErrNoDriver when it cannot be had. Callers use it to fail fast before
+// doing expensive work for a Connect that cannot succeed.
+func Probe(ctx context.Context) error {
+	c, err := dial()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	_, err = familyLoading(ctx, c)
+	return err
+}
+
 // familyLoading resolves the nbd family, loading the driver with modprobe
 // when it is missing.
 func familyLoading(ctx context.Context, c *conn) (uint16, error) {

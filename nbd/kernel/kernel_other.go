@@ -16,6 +16,9 @@ var errUnsupported = fmt.Errorf("nbd/kernel: the kernel nbd driver exists only o
 // wrapping errors.ErrUnsupported.
 func Connect(context.Context, ConnectOptions) (int, error) { return 0, errUnsupported }
 
+// Probe reports that this OS has no nbd driver.
+func Probe(context.Context) error { return errUnsupported }
+
 // Disconnect is only supported on Linux; elsewhere it returns an error
 // wrapping errors.ErrUnsupported.
 func Disconnect(context.Context, int) error { return errUnsupported }

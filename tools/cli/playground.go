@@ -28,6 +28,7 @@ Ctrl-C stops it cleanly; starting it again reuses the data.`,
 	f.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory")
 	f.StringVar(&cfg.MDSAddr, "mds-addr", cfg.MDSAddr, "MDS gRPC address")
 	f.StringVar(&cfg.NBDAddr, "nbd-addr", cfg.NBDAddr, "NBD listen address")
+	f.StringVar(&cfg.PublicHost, "public-host", "", "listen on every interface and advertise this host, so VMs or other machines can reach the cluster (e.g. 10.0.2.2 for qemu user networking)")
 	f.IntVar(&cfg.ChunkserverBasePort, "chunkserver-base-port", cfg.ChunkserverBasePort, "chunkserver i listens on 127.0.0.1:port+i (negative: free ports)")
 	return cmd
 }

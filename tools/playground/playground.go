@@ -2,6 +2,7 @@ package playground
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,6 +40,13 @@ type Config struct {
 	// ChunkserverBasePort: chunkserver i listens on 127.0.0.1:BasePort+i.
 	// Default 6800; negative picks free ports (tests).
 	ChunkserverBasePort int
+	// PublicHost, when set, makes the MDS and the chunkservers listen on
+	// every interface and advertise this host instead of 127.0.0.1, so
+	// that VMs and other machines can reach the cluster (for qemu's user
+	// networking, 10.0.2.2 with the host also answering to it). MDSAddr's
+	// and the chunkservers' ports are kept; ChunkserverBasePort must not
+	// be negative. Default empty: loopback only.
+	PublicHost string
 	// Logger for the daemons. Default: warnings to stderr.
 	Logger *slog.Logger
 }
@@ -83,7 +91,32 @@ type playground struct {
 	nbdCancel context.CancelFunc // stops the NBD server
 }
 
+// ErrPublicHostPorts is returned when PublicHost is set with free
+// (negative) chunkserver ports, which could not be advertised.
+var ErrPublicHostPorts = errors.New("playground: a public host needs fixed chunkserver ports")
+
+// mdsAddr is the address clients and chunkservers dial for the MDS.
+func (p *playground) mdsAddr() string {
+	if p.cfg.PublicHost == "" {
+		return p.cfg.MDSAddr
+	}
+	_, port, _ := net.SplitHostPort(p.cfg.MDSAddr)
+	return net.JoinHostPort(p.cfg.PublicHost, port)
+}
+
+// listenAddr is addr, or its port on every interface with a public host.
+func (p *playground) listenAddr(addr string) string {
+	if p.cfg.PublicHost == "" {
+		return addr
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	return net.JoinHostPort("0.0.0.0", port)
+}
+
 func (p *playground) start(ctx context.Context) error {
+	if p.cfg.PublicHost != "" && p.cfg.ChunkserverBasePort < 0 {
+		return ErrPublicHostPorts
+	}
 	if err := p.startMDS(ctx); err != nil {
 		return err
 	}
@@ -100,7 +133,7 @@ func (p *playground) start(ctx context.Context) error {
 }
 
 func (p *playground) startMDS(ctx context.Context) error {
-	args := []string{"--data", filepath.Join(p.cfg.DataDir, "mds"), "--listen", p.cfg.MDSAddr, "--http", "127.0.0.1:0", "--log-level", "warn"}
+	args := []string{"--data", filepath.Join(p.cfg.DataDir, "mds"), "--listen", p.listenAddr(p.cfg.MDSAddr), "--http", "127.0.0.1:0", "--log-level", "warn"}
 	d, err := mds.StartDaemon(args, io.Discard)
 	if err != nil {
 		return fmt.Errorf("starting the MDS: %w", err)
@@ -122,7 +155,11 @@ func (p *playground) startChunkservers(ctx context.Context) error {
 		if p.cfg.ChunkserverBasePort >= 0 {
 			cfg.Listen = fmt.Sprintf("127.0.0.1:%d", p.cfg.ChunkserverBasePort+i)
 		}
-		cfg.HTTP, cfg.MDS, cfg.Zone, cfg.Logger = "", p.cfg.MDSAddr, fmt.Sprintf("zone%d", i), p.log
+		if p.cfg.PublicHost != "" {
+			port := fmt.Sprint(p.cfg.ChunkserverBasePort + i)
+			cfg.Listen, cfg.Advertise = net.JoinHostPort("0.0.0.0", port), net.JoinHostPort(p.cfg.PublicHost, port)
+		}
+		cfg.HTTP, cfg.MDS, cfg.Zone, cfg.Logger = "", p.mdsAddr(), fmt.Sprintf("zone%d", i), p.log
 		s, err := chunkserver.Start(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("starting chunkserver %d: %w", i, err)
@@ -134,7 +171,7 @@ func (p *playground) startChunkservers(ctx context.Context) error {
 
 // mdsCall runs fn against the MDS with a deadline.
 func (p *playground) mdsCall(ctx context.Context, fn func(context.Context, mdspb.MDSClient) error) error {
-	conn, err := grpc.NewClient(p.cfg.MDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.mdsAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
@@ -180,7 +217,7 @@ func (p *playground) ensureDemo(ctx context.Context) error {
 // volume is opened as its writer while a client is connected.
 func (p *playground) startNBD(ctx context.Context) error {
 	opts := client.DefaultOptions()
-	opts.MDSAddrs, opts.ClientName, opts.Logger = []string{p.cfg.MDSAddr}, "basalt-playground", p.log
+	opts.MDSAddrs, opts.ClientName, opts.Logger = []string{p.mdsAddr()}, "basalt-playground", p.log
 	ex, err := gateway.New(gateway.Config{Client: opts})
 	if err != nil {
 		return err
@@ -227,5 +264,5 @@ The %s volume (%d GiB, thin) is exported as %s. Try:
   mkdir -p mnt && nbdfuse mnt/disk %s &      # the volume as a file
   go run ./cmd/basalt cluster status
   go run ./cmd/basalt volume create data --size 20GiB   # exported as nbd://%s/data
-`, p.cfg.MDSAddr, p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.NBDAddr)
+`, p.mdsAddr(), p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.NBDAddr)
 }
