@@ -30,15 +30,23 @@
 // Storage is behind the small Backend interface; *client.Volume satisfies
 // it, and MemBackend (sparse memory, for tests) and FileBackend (a local
 // file) are provided. Config.Exports maps names to backends (MapExports is
-// a fixed map).
+// a fixed map); an Exports that also implements Releaser is told when each
+// backend it returned is no longer used (after NBD_OPT_INFO, or when the
+// connection ends), which is how nbd/gateway holds a volume's writer lease
+// exactly while a client is connected.
+//
+// Server.ServeTransmission serves one backend on a connection whose
+// handshake happened elsewhere (or never): the kernel's nbd driver, handed
+// one end of a socketpair by nbd/attach, speaks the transmission phase
+// only, with simple replies and the flags TransmissionFlags returns.
 //
 // # What it does not own
 //
 // Durability and consistency are the backend's: the server acknowledges a
 // write when Backend.WriteAt returns and a flush when Backend.Flush returns.
-// It never closes a backend. Not implemented yet: extended headers, other
-// meta contexts (qemu:dirty-bitmap), TLS, resize, and attaching an export
-// to the kernel's nbd driver.
+// It never closes a backend. Not implemented: extended headers, other meta
+// contexts (qemu:dirty-bitmap), TLS and resize. Volumes, the daemon and
+// kernel attach live in nbd/gateway, nbd/attach and nbd/kernel.
 //
 // # Errors on the wire
 //

@@ -263,6 +263,7 @@ The %s volume (%d GiB, thin) is exported as %s. Try:
   qemu-io -f raw %s -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M'
   mkdir -p mnt && nbdfuse mnt/disk %s &      # the volume as a file
   go run ./cmd/basalt cluster status
+  sudo go run ./cmd/basalt nbd attach %s                # /dev/nbdN (needs the nbd kernel module)
   go run ./cmd/basalt volume create data --size 20GiB   # exported as nbd://%s/data
-`, p.mdsAddr(), p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.NBDAddr)
+`, p.mdsAddr(), p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.DemoVolume, p.cfg.NBDAddr)
 }
