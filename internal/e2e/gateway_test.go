@@ -28,7 +28,7 @@ type gateway struct {
 
 // startGateway starts a basalt-nbd for c; it is stopped (SIGTERM, exit 0
 // checked) when the test ends.
-func (c *cluster) startGateway(t *testing.T) *gateway {
+func (c *cluster) startGateway(t testing.TB) *gateway {
 	t.Helper()
 	g := &gateway{tcp: freeAddr(t), socket: filepath.Join(t.TempDir(), "nbd.sock")}
 	httpAddr := freeAddr(t)
