@@ -65,7 +65,7 @@ func TestSparseCopiesAndFioOverNBDOnAVolume(t *testing.T) {
 	run(t, "/usr/bin/nbdcopy", uri, copied)
 	run(t, "/usr/bin/qemu-img", "compare", "-f", "raw", "-F", "raw", src, copied)
 	run(t, "/usr/bin/fio", "--ioengine=nbd", "--uri="+uri, "--rw=randwrite", "--bs=4k", "--iodepth=8",
-		"--size=16m", "--offset=128m", "--verify=crc32c", "--do_verify=1", "--name=verify")
+		"--size=16m", "--offset=128m", "--verify=crc32c", "--do_verify=1", "--verify_state_save=0", "--name=verify")
 }
 
 // serveNBD starts a basalt-nbd gateway for c and returns the TCP URI of
