@@ -47,7 +47,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/basalt-mds", "./cmd/basalt-chunkserver", "./cmd/basalt-nbd", "./cmd/basalt")
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/basalt-mds", "./cmd/basalt-chunkserver", "./cmd/basalt-nbd", "./cmd/basalt-rss-master", "./cmd/basalt-rss-worker", "./cmd/basalt")
 	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building daemons:", err)

@@ -51,7 +51,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(newRaftDemo(g), newCluster(g), newVolume(g), newNBD(g), newPlayground(g))
+	root.AddCommand(newRaftDemo(g), newCluster(g), newVolume(g), newNBD(g), newRSS(g), newPlayground(g))
 	return root
 }
 

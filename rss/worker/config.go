@@ -1,0 +1,128 @@
+package worker
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"basalt/rss/rsspb"
+)
+
+// Defaults of Config.
+const (
+	DefaultMemoryLimitBytes = 256 << 20
+	DefaultFlushBytes       = 256 << 10
+	DefaultFlushInterval    = 50 * time.Millisecond
+	DefaultFetchChunkBytes  = 3 << 20
+)
+
+// MaxMessageBytes is the largest gRPC message the worker's default dialer
+// sends or receives, and the limit basalt-rss-worker sets on its server:
+// a PushRequest (one or more batches) must fit in it.
+const MaxMessageBytes = 64 << 20
+
+// Dialer returns a client for the worker at addr (host:port). The Worker
+// calls it once per replica address and keeps the client until Close; a
+// Dialer given in Config owns the connections it makes (the Worker never
+// closes them). It is called from Push handlers, concurrently.
+type Dialer func(addr string) (rsspb.WorkerClient, error)
+
+// Config configures a Worker. Zero fields take their defaults (see
+// Validate).
+type Config struct {
+	// Dirs are the data directories, one per disk. Partition files are
+	// spread among them (a new file goes to the directory with the fewest
+	// open partition files, ties in turn); the Pebble index lives in
+	// Dirs[0]/index. Required; the order may change between runs, the set
+	// may not (files in a removed directory are lost).
+	Dirs []string
+	// FS is the filesystem. Default vfs.Default; tests pass an in-memory or
+	// error-injecting FS.
+	FS vfs.FS
+	// MemoryLimitBytes is the admission budget: the bytes of pushed and
+	// replicated batches (data plus header) received but not yet
+	// acknowledged. A batch that would exceed it is refused with
+	// ResourceExhausted; a batch larger than the whole budget is invalid.
+	// Default 256 MiB.
+	MemoryLimitBytes int64
+	// FlushBytes is the size at which a partition file's in-memory buffer
+	// is written (one write(2)). Default 256 KiB.
+	FlushBytes int
+	// FlushInterval is the longest a batch waits in a partition file's
+	// buffer before it is written; batches are acknowledged only once
+	// written, so this bounds the added acknowledgement latency. Default
+	// 50 ms; negative: no waiting, the batches of each request are written
+	// as soon as they are appended.
+	FlushInterval time.Duration
+	// FetchChunkBytes is the most batch data Fetch puts in one
+	// FetchResponse (a single larger batch is sent alone). Default 3 MiB,
+	// so that a response fits gRPC's default 4 MiB receive limit.
+	FetchChunkBytes int
+	// Dialer reaches replica workers. Default: a gRPC client without
+	// transport security, with MaxMessageBytes as the message size limits.
+	Dialer Dialer
+	// Logger receives the worker's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default filled in; Dirs must
+// be set.
+func DefaultConfig() Config {
+	return Config{
+		FS:               vfs.Default,
+		MemoryLimitBytes: DefaultMemoryLimitBytes,
+		FlushBytes:       DefaultFlushBytes,
+		FlushInterval:    DefaultFlushInterval,
+		FetchChunkBytes:  DefaultFetchChunkBytes,
+		Logger:           slog.Default(),
+	}
+}
+
+// Validate fills zero fields with their defaults and checks the rest. It
+// leaves Dialer nil (New supplies its own dialer then).
+func (c *Config) Validate() error {
+	d := DefaultConfig()
+	if c.FS == nil {
+		c.FS = d.FS
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	if c.MemoryLimitBytes == 0 {
+		c.MemoryLimitBytes = d.MemoryLimitBytes
+	}
+	if c.FlushBytes == 0 {
+		c.FlushBytes = d.FlushBytes
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = d.FlushInterval
+	}
+	if c.FetchChunkBytes == 0 {
+		c.FetchChunkBytes = d.FetchChunkBytes
+	}
+	return c.check()
+}
+
+// check reports the first invalid field of a Config with defaults filled.
+func (c *Config) check() error {
+	switch {
+	case len(c.Dirs) == 0:
+		return fmt.Errorf("%w: Dirs is required", ErrInvalidConfig)
+	case c.MemoryLimitBytes < headerSize:
+		return fmt.Errorf("%w: MemoryLimitBytes %d is below %d", ErrInvalidConfig, c.MemoryLimitBytes, headerSize)
+	case c.FlushBytes < 0:
+		return fmt.Errorf("%w: FlushBytes %d is negative", ErrInvalidConfig, c.FlushBytes)
+	case c.FetchChunkBytes < 0:
+		return fmt.Errorf("%w: FetchChunkBytes %d is negative", ErrInvalidConfig, c.FetchChunkBytes)
+	}
+	seen := map[string]bool{}
+	for _, dir := range c.Dirs {
+		if dir == "" || seen[dir] {
+			return fmt.Errorf("%w: Dirs %q has an empty or repeated entry", ErrInvalidConfig, c.Dirs)
+		}
+		seen[dir] = true
+	}
+	return nil
+}
