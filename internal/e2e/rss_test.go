@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"basalt/internal/testwait"
 	rssclient "basalt/rss/client"
@@ -345,4 +348,107 @@ func TestShuffleWorkerRestartServesCommitted(t *testing.T) {
 	c.workers[0].start()
 	c.workers[1].kill9()
 	j.checkOutput(t, a, 2, 4)
+}
+
+// TestShuffleMissingBatchOrCorruptionIsAnError: a reader never returns a
+// short partition. The winning attempt of map 0 is reported to the master
+// with one more batch for partition 1 than it pushed (as if a batch had
+// vanished), and partition 2's files are corrupted on both copies: both
+// partitions fail with errors naming them, every other partition reads
+// exactly.
+func TestShuffleMissingBatchOrCorruptionIsAnError(t *testing.T) {
+	c := startRSS(t, 2)
+	a := c.app(t, "missing")
+	j := job{maps: 4, partitions: 6, recordsPerMap: 500}
+	ctx := t.Context()
+	if err := a.RegisterShuffle(ctx, 5, j.maps, j.partitions); err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.NewWriter(ctx, 5, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range j.recordsPerMap {
+		rec := j.record(0, r)
+		if err := w.Write(j.partitionOf(rec), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Report map 0's end first, by hand, claiming one batch too many for
+	// partition 1; the writer's own report then loses to it.
+	claimed := make([]int32, j.partitions)
+	claimed[1] = 1 << 20
+	if _, err := c.masterClient(t, a).MapEnd(ctx, &rsspb.MapEndRequest{ShuffleId: 5, MapIndex: 0, Attempt: 7, Batches: claimed}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for m := 1; m < j.maps; m++ {
+		if _, err := j.runMap(ctx, a, 5, m, 0, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.CommitShuffle(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	corrupted := 0
+	for i := range c.workers {
+		files, _ := filepath.Glob(filepath.Join(c.dir, fmt.Sprintf("worker%d", i), "apps", "missing", "5", "2-*.data"))
+		for _, f := range files {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flipByte(t, f, fi.Size()-5) // inside the last batch's data: a map that won
+			corrupted++
+		}
+	}
+	if corrupted < 2 {
+		t.Fatalf("found %d files of partition 2 to corrupt, want one per copy", corrupted)
+	}
+	for p := range j.partitions {
+		_, err := readPartition(ctx, a, 5, p)
+		switch {
+		case p == 1 || p == 2:
+			if !errors.Is(err, rssclient.ErrDataLost) || !strings.Contains(err.Error(), fmt.Sprintf("partition %d", p)) {
+				t.Errorf("partition %d: %v, want ErrDataLost naming the partition", p, err)
+			}
+		case err != nil:
+			t.Errorf("partition %d: %v", p, err)
+		}
+	}
+}
+
+// masterClient returns a master client that authenticates as a.
+func (c *rssCluster) masterClient(t *testing.T, a *rssclient.App) rsspb.MasterClient {
+	t.Helper()
+	conn, err := grpc.NewClient(c.masterRPC, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			ctx = metadata.AppendToOutgoingContext(ctx, "basalt-rss-app", "missing", "basalt-rss-token", a.Token())
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return rsspb.NewMasterClient(conn)
+}
+
+// flipByte inverts the byte at off of a file.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
 }

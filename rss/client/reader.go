@@ -45,11 +45,10 @@ type fetchStream struct {
 	stream  rsspb.Worker_FetchClient
 	cancel  context.CancelFunc
 	tries   int
-	// missing counts copies that do not have this epoch at all: a location
-	// that got no batch (a writer moved on before pushing there) has no
-	// file. Both copies missing means an empty epoch; the batch count check
-	// at the end still catches any batch that should have been there.
-	missing map[bool]bool
+	// bad holds the copies (false: primary, true: replica) that cannot
+	// serve this epoch: NotFound or corrupt.
+	bad      map[bool]error
+	deadline time.Time
 }
 
 // NewReader opens partition of shuffle for the maps in [startMap, endMap)
@@ -191,37 +190,64 @@ func (r *Reader) open() error {
 }
 
 // failCopy gives up on the copy being read and switches to the other one
-// (batches already read are skipped by the seen set); after both copies
-// failed a few times over the retry deadline, the partition is lost.
+// (batches already read are skipped by the seen set). A copy that does not
+// have the epoch (NotFound) or whose data is corrupt (DataLoss, or a CRC
+// mismatch seen here) is not asked again; other failures (a dead or
+// restarting worker) alternate between the copies with backoff until the
+// retry deadline.
 func (r *Reader) failCopy(cause error) error {
 	f := r.cur
 	if f.cancel != nil {
 		f.cancel()
 	}
 	r.pending, f.stream, f.cancel = nil, nil, nil
-	if status.Code(cause) == codes.NotFound {
-		if f.missing == nil {
-			f.missing = map[bool]bool{}
+	if f.deadline.IsZero() {
+		f.deadline = time.Now().Add(r.a.cfg.RetryDeadline)
+	}
+	if c := status.Code(cause); c == codes.NotFound || c == codes.DataLoss || errors.Is(cause, ErrDataLost) {
+		if f.bad == nil {
+			f.bad = map[bool]error{}
 		}
-		f.missing[f.replica] = true
-		if f.missing[false] && (f.loc.GetReplica() == nil || f.missing[true]) {
-			r.cur = nil // an empty epoch
+		f.bad[f.replica] = cause
+	}
+	copies := []bool{false}
+	if f.loc.GetReplica() != nil {
+		copies = append(copies, true)
+	}
+	var usable []bool
+	for _, c := range copies {
+		if f.bad[c] == nil {
+			usable = append(usable, c)
+		}
+	}
+	if len(usable) == 0 {
+		if r.allMissing(f, copies) {
+			r.cur = nil // an empty epoch; the count check still applies
 			return nil
 		}
-	}
-	f.tries++
-	limit := 2 * int(r.a.cfg.RetryDeadline/time.Second+1)
-	if f.tries >= limit || (f.loc.GetReplica() == nil && f.tries >= 3) {
 		return r.lost(cause)
 	}
-	r.a.cfg.Logger.Info("rss: fetch failed; trying the other copy", "shuffle", r.shuffle, "partition", r.partition, "epoch", f.loc.GetEpoch(), "err", cause)
-	if f.loc.GetReplica() != nil {
-		f.replica = !f.replica
+	if time.Now().After(f.deadline) {
+		return r.lost(cause)
 	}
+	r.a.cfg.Logger.Info("rss: fetch failed; trying another copy", "shuffle", r.shuffle, "partition", r.partition, "epoch", f.loc.GetEpoch(), "err", cause)
+	f.tries++
+	f.replica = usable[f.tries%len(usable)]
 	if f.tries >= 2 {
 		backoff(r.ctx, f.tries-2)
 	}
 	return r.open()
+}
+
+// allMissing reports whether every copy answered NotFound: a location
+// that got no batch (a writer moved on before pushing there) has no file.
+func (r *Reader) allMissing(f *fetchStream, copies []bool) bool {
+	for _, c := range copies {
+		if status.Code(f.bad[c]) != codes.NotFound {
+			return false
+		}
+	}
+	return true
 }
 
 // finish checks that exactly the winners' batches were read.
