@@ -1,6 +1,7 @@
-// Package rss will be the remote shuffle service: master, workers, the Go
-// client, and (under rss/spark) the Spark plugin.
-//
-// Not implemented yet: this package is part of the repository skeleton and
-// is built by the shuffle service issues (#5, #6). It holds no code.
+// Package rss is the remote shuffle service. Its parts live in the
+// subpackages: rsspb (the wire protocol), gossip (worker membership over
+// hashicorp/memberlist), master (applications, placement, map
+// completions, commit), worker (replicated partition files, commit index,
+// fetch) and client (the Go client the Spark plugin mirrors). The design
+// is in docs/rss.md. This package itself holds no code.
 package rss
