@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -411,7 +410,8 @@ func TestShuffleMissingBatchOrCorruptionIsAnError(t *testing.T) {
 		_, err := readPartition(ctx, a, 5, p)
 		switch {
 		case p == 1 || p == 2:
-			if !errors.Is(err, rssclient.ErrDataLost) || !strings.Contains(err.Error(), fmt.Sprintf("partition %d", p)) {
+			var pe *rssclient.PartitionError
+			if !errors.Is(err, rssclient.ErrDataLost) || !errors.As(err, &pe) || pe.Partition != p || pe.Shuffle != 5 {
 				t.Errorf("partition %d: %v, want ErrDataLost naming the partition", p, err)
 			}
 		case err != nil:

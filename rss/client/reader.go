@@ -266,8 +266,22 @@ func (r *Reader) lost(err error) error {
 	if !errors.Is(err, ErrDataLost) {
 		err = fmt.Errorf("%w: %w", ErrDataLost, err)
 	}
-	return fmt.Errorf("reading shuffle %d partition %d: %w", r.shuffle, r.partition, err)
+	return &PartitionError{Shuffle: int(r.shuffle), Partition: int(r.partition), Err: err}
 }
+
+// PartitionError is a partition that cannot be read: data is missing or
+// corrupt on every copy. It wraps ErrDataLost; the Spark plugin turns it
+// into a fetch failure for this partition.
+type PartitionError struct {
+	Shuffle, Partition int
+	Err                error
+}
+
+func (e *PartitionError) Error() string {
+	return fmt.Sprintf("reading shuffle %d partition %d: %v", e.Shuffle, e.Partition, e.Err)
+}
+
+func (e *PartitionError) Unwrap() error { return e.Err }
 
 // Close stops the reader.
 func (r *Reader) Close() error {

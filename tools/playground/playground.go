@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,11 +23,13 @@ import (
 	"basalt/mds/mdspb"
 	"basalt/nbd"
 	"basalt/nbd/gateway"
+	rssmaster "basalt/rss/master"
 )
 
 // Config configures a playground.
 type Config struct {
-	// DataDir keeps everything (mds/, cs1..cs3/). Default ./basalt-data.
+	// DataDir keeps everything (mds/, cs1..cs3/, rss-worker1/,
+	// rss-worker2/). Default ./basalt-data.
 	DataDir string
 	// MDSAddr is the MDS gRPC address. Default 127.0.0.1:6700.
 	MDSAddr string
@@ -45,31 +48,56 @@ type Config struct {
 	// that VMs and other machines can reach the cluster (for qemu's user
 	// networking, 10.0.2.2 with the host also answering to it). MDSAddr's
 	// and the chunkservers' ports are kept; ChunkserverBasePort must not
-	// be negative. Default empty: loopback only.
+	// be negative. The remote shuffle service stays on loopback: its
+	// daemons have no advertise address separate from the one they listen
+	// on (a worker listening on every interface would advertise the
+	// hostname). Default empty: loopback only.
 	PublicHost string
+	// RSSMasterAddr is the gRPC address of the remote shuffle service's
+	// master, always on loopback (see PublicHost). Default
+	// 127.0.0.1:9090, the default of `basalt rss --master`.
+	RSSMasterAddr string
+	// RSSWorkerBasePort: RSS worker i (1, 2) serves gRPC on
+	// 127.0.0.1:RSSWorkerBasePort+i. Default 9100; negative picks free
+	// ports (tests).
+	RSSWorkerBasePort int
+	// RSSGossipBasePort: the RSS master gossips (TCP and UDP) on
+	// 127.0.0.1:RSSGossipBasePort and RSS worker i on
+	// 127.0.0.1:RSSGossipBasePort+i. Default 7946; negative picks free
+	// ports (tests).
+	RSSGossipBasePort int
 	// Logger for the daemons. Default: warnings to stderr.
 	Logger *slog.Logger
 }
+
+// DefaultRSSMasterAddr is the default of Config.RSSMasterAddr.
+const DefaultRSSMasterAddr = "127.0.0.1:9090"
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
 		DataDir: "basalt-data", MDSAddr: "127.0.0.1:6700", NBDAddr: "127.0.0.1:10809",
 		DemoVolume: "demo", DemoSize: 10 << 30, ChunkserverBasePort: 6800,
+		RSSMasterAddr: DefaultRSSMasterAddr, RSSWorkerBasePort: 9100, RSSGossipBasePort: 7946,
 		Logger: slog.Default(),
 	}
 }
 
-// Run starts the MDS, three chunkservers (zones zone1..zone3) and the NBD
-// server in this process, creates the demo volume if missing, prints what
-// to try next to out, and serves until ctx ends; then it stops everything
-// cleanly. Starting again with the same DataDir reuses the data.
+// Run starts the MDS, three chunkservers (zones zone1..zone3), the NBD
+// server, and the remote shuffle service's master and two workers in this
+// process, creates the demo volume if missing, waits until the RSS master
+// sees both workers, prints what to try next to out, and serves until ctx
+// ends; then it stops everything cleanly, in order. Starting again with
+// the same DataDir reuses the block data (the RSS master keeps its state
+// in memory only).
 func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	p := &playground{cfg: cfg, log: cfg.Logger}
-	ctx, cancel := context.WithCancel(ctx)
+	// The daemons outlive ctx, so that stop can end them one after the
+	// other; ctx bounds the start.
+	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
 	defer p.stop()
-	if err := p.start(ctx); err != nil {
+	if err := p.start(ctx, life); err != nil {
 		return err
 	}
 	p.printNextSteps(out)
@@ -85,10 +113,17 @@ type playground struct {
 	css    []*chunkserver.Server
 	nbd    net.Listener
 	done   sync.WaitGroup
-	cancel context.CancelFunc // stops the MDS
+	cancel context.CancelFunc // ends the daemons' life: stops the MDS
 
 	nbdDone   sync.WaitGroup
 	nbdCancel context.CancelFunc // stops the NBD server
+
+	rssMaster        *rssmaster.Daemon
+	rssWorkerAddrs   []string
+	rssMasterDone    sync.WaitGroup
+	rssMasterCancel  context.CancelFunc
+	rssWorkersDone   sync.WaitGroup
+	rssWorkersCancel context.CancelFunc
 }
 
 // ErrPublicHostPorts is returned when PublicHost is set with free
@@ -113,14 +148,19 @@ func (p *playground) listenAddr(addr string) string {
 	return net.JoinHostPort("0.0.0.0", port)
 }
 
-func (p *playground) start(ctx context.Context) error {
+// start starts every daemon to run until life ends, waiting for them
+// at most until ctx ends.
+func (p *playground) start(ctx, life context.Context) error {
 	if p.cfg.PublicHost != "" && p.cfg.ChunkserverBasePort < 0 {
 		return ErrPublicHostPorts
 	}
-	if err := p.startMDS(ctx); err != nil {
+	if err := p.startMDS(life); err != nil {
 		return err
 	}
 	if err := p.startChunkservers(ctx); err != nil {
+		return err
+	}
+	if err := p.startRSS(life); err != nil {
 		return err
 	}
 	if err := p.waitHealthy(ctx); err != nil {
@@ -129,7 +169,10 @@ func (p *playground) start(ctx context.Context) error {
 	if err := p.ensureDemo(ctx); err != nil {
 		return err
 	}
-	return p.startNBD(ctx)
+	if err := p.startNBD(life); err != nil {
+		return err
+	}
+	return p.waitRSSWorkers(ctx)
 }
 
 func (p *playground) startMDS(ctx context.Context) error {
@@ -238,9 +281,11 @@ func (p *playground) startNBD(ctx context.Context) error {
 	return nil
 }
 
-// stop stops the NBD server (its connections end and release their
-// volumes), then the chunkservers, then the MDS.
+// stop stops the RSS workers, then the RSS master, then the NBD server
+// (its connections end and release their volumes), then the
+// chunkservers, then the MDS.
 func (p *playground) stop() {
+	p.stopRSS()
 	if p.nbdCancel != nil {
 		p.nbdCancel()
 		p.nbdDone.Wait()
@@ -254,7 +299,8 @@ func (p *playground) stop() {
 
 func (p *playground) printNextSteps(out io.Writer) {
 	uri := fmt.Sprintf("nbd://%s/%s", p.cfg.NBDAddr, p.cfg.DemoVolume)
-	fmt.Fprintf(out, `Basalt playground is running: MDS %s, 3 chunkservers (zones 1-3), NBD %s
+	fmt.Fprintf(out, `Basalt playground is running: MDS %s, 3 chunkservers (zones 1-3), NBD %s,
+RSS master %s with %d workers
 Data is kept under %s; Ctrl-C stops everything, starting again reuses it.
 
 The %s volume (%d GiB, thin) is exported as %s. Try:
@@ -265,5 +311,10 @@ The %s volume (%d GiB, thin) is exported as %s. Try:
   go run ./cmd/basalt cluster status
   sudo go run ./cmd/basalt nbd attach %s                # /dev/nbdN (needs the nbd kernel module)
   go run ./cmd/basalt volume create data --size 20GiB   # exported as nbd://%s/data
-`, p.mdsAddr(), p.cfg.NBDAddr, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri, p.cfg.DemoVolume, p.cfg.NBDAddr)
+
+The remote shuffle service's master is %s, its workers %s:
+
+  %s
+`, p.mdsAddr(), p.cfg.NBDAddr, p.rssMasterAddr(), rssWorkers, p.cfg.DataDir, p.cfg.DemoVolume, p.cfg.DemoSize>>30, uri, uri, uri, uri,
+		p.cfg.DemoVolume, p.cfg.NBDAddr, p.rssMasterAddr(), strings.Join(p.rssWorkerAddrs, " and "), p.rssStatusCommand())
 }
