@@ -41,6 +41,11 @@ type DaemonConfig struct {
 	GossipJoin string `yaml:"gossip_join"`
 	// AppLease is Config.AppLease (--app-lease, app_lease). Default 60s.
 	AppLease time.Duration `yaml:"app_lease"`
+	// MinDiskFree is Config.Placement.MinDiskFreeBytes, in bytes
+	// (--min-disk-free, min_disk_free): a worker gossiping less free disk
+	// takes no new partitions. Default 1 GiB; 0 also means the default, so
+	// 1 admits every worker with any free space (tests with small disks).
+	MinDiskFree uint64 `yaml:"min_disk_free"`
 	// LogLevel is debug, info, warn or error (--log-level, log_level).
 	// Default info.
 	LogLevel string `yaml:"log_level"`
@@ -49,11 +54,12 @@ type DaemonConfig struct {
 // DefaultDaemonConfig returns the defaults of every DaemonConfig field.
 func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
-		Listen:     "127.0.0.1:9090",
-		HTTP:       "127.0.0.1:9091",
-		GossipBind: "127.0.0.1:7946",
-		AppLease:   DefaultAppLease,
-		LogLevel:   "info",
+		Listen:      "127.0.0.1:9090",
+		HTTP:        "127.0.0.1:9091",
+		GossipBind:  "127.0.0.1:7946",
+		AppLease:    DefaultAppLease,
+		MinDiskFree: DefaultMinDiskFreeBytes,
+		LogLevel:    "info",
 	}
 }
 
@@ -67,6 +73,7 @@ func (c *DaemonConfig) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.GossipBind, "gossip-bind", c.GossipBind, "gossip (memberlist) address, TCP and UDP")
 	fs.StringVar(&c.GossipJoin, "gossip-join", c.GossipJoin, "comma-separated gossip addresses to join (optional)")
 	fs.DurationVar(&c.AppLease, "app-lease", c.AppLease, "how long an application stays registered without a heartbeat")
+	fs.Uint64Var(&c.MinDiskFree, "min-disk-free", c.MinDiskFree, "bytes of free disk below which a worker takes no new partitions (0: the default)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	return fs
 }
@@ -138,6 +145,7 @@ func (d *Daemon) start(dc DaemonConfig) error {
 	}
 	cfg := DefaultConfig()
 	cfg.Members, cfg.Dialer, cfg.Logger, cfg.AppLease = d.node.Members, d.conns.dial, d.log, dc.AppLease
+	cfg.Placement.MinDiskFreeBytes = dc.MinDiskFree
 	if d.srv, err = New(cfg); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ const (
 	DefaultFlushBytes       = 256 << 10
 	DefaultFlushInterval    = 50 * time.Millisecond
 	DefaultFetchChunkBytes  = 3 << 20
+	DefaultDiskReserveBytes = 64 << 20
 )
 
 // MaxMessageBytes is the largest gRPC message the worker's default dialer
@@ -56,6 +57,15 @@ type Config struct {
 	// 50 ms; negative: no waiting, the batches of each request are written
 	// as soon as they are appended.
 	FlushInterval time.Duration
+	// DiskReserveBytes is the free space, in bytes, that partition file
+	// writes leave on each data directory's filesystem: a write that would
+	// leave less fails with ErrDiskFull, as if the disk were full. The
+	// reserve keeps room for the Pebble index in Dirs[0], whose WAL must
+	// never meet a full disk (Pebble treats a failed WAL write as fatal and
+	// the process would crash at the next Commit). Filesystems whose usage
+	// cannot be read (in-memory ones) are not checked. Default 64 MiB;
+	// negative: no reserve.
+	DiskReserveBytes int64
 	// FetchChunkBytes is the most batch data Fetch puts in one
 	// FetchResponse (a single larger batch is sent alone). Default 3 MiB,
 	// so that a response fits gRPC's default 4 MiB receive limit.
@@ -76,6 +86,7 @@ func DefaultConfig() Config {
 		FlushBytes:       DefaultFlushBytes,
 		FlushInterval:    DefaultFlushInterval,
 		FetchChunkBytes:  DefaultFetchChunkBytes,
+		DiskReserveBytes: DefaultDiskReserveBytes,
 		Logger:           slog.Default(),
 	}
 }
@@ -101,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FetchChunkBytes == 0 {
 		c.FetchChunkBytes = d.FetchChunkBytes
+	}
+	if c.DiskReserveBytes == 0 {
+		c.DiskReserveBytes = d.DiskReserveBytes
 	}
 	return c.check()
 }

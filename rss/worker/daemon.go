@@ -46,6 +46,9 @@ type DaemonConfig struct {
 	// FlushInterval is Config.FlushInterval (--flush-interval,
 	// flush_interval). Default 50ms; negative: no batching.
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// DiskReserve is Config.DiskReserveBytes in bytes (--disk-reserve,
+	// disk_reserve). Default 64 MiB; negative: none.
+	DiskReserve int64 `yaml:"disk_reserve"`
 	// ID names the worker in the cluster (--id, id). Default
 	// <hostname>:<gRPC port>.
 	ID string `yaml:"id"`
@@ -66,7 +69,7 @@ func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
 		Listen: "127.0.0.1:9097", HTTP: "127.0.0.1:9098", Dirs: "./basalt-data/rss-worker",
 		MemoryLimit: DefaultMemoryLimitBytes, FlushBytes: DefaultFlushBytes, FlushInterval: DefaultFlushInterval,
-		GossipBind: "127.0.0.1:7947", LogLevel: "info",
+		DiskReserve: DefaultDiskReserveBytes, GossipBind: "127.0.0.1:7947", LogLevel: "info",
 	}
 }
 
@@ -81,6 +84,7 @@ func (c *DaemonConfig) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "bytes of pushed batches held before they are acknowledged; over it pushes are refused")
 	fs.IntVar(&c.FlushBytes, "flush-bytes", c.FlushBytes, "bytes buffered per partition file before a write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a batch waits in memory before it is written (negative: no batching)")
+	fs.Int64Var(&c.DiskReserve, "disk-reserve", c.DiskReserve, "bytes of free disk partition file writes leave on each data directory (room for the index); negative: none")
 	fs.StringVar(&c.ID, "id", c.ID, "worker id (default <hostname>:<gRPC port>)")
 	fs.StringVar(&c.GossipBind, "gossip-bind", c.GossipBind, "gossip (memberlist) address, TCP and UDP; empty: no gossip")
 	fs.StringVar(&c.GossipJoin, "gossip-join", c.GossipJoin, "comma-separated gossip addresses to join (the master's)")
@@ -101,6 +105,7 @@ func (c *DaemonConfig) workerConfig(log *slog.Logger) (Config, error) {
 	}
 	cfg.FS, cfg.Logger = vfs.Default, log
 	cfg.MemoryLimitBytes, cfg.FlushBytes, cfg.FlushInterval = c.MemoryLimit, c.FlushBytes, c.FlushInterval
+	cfg.DiskReserveBytes = c.DiskReserve
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", daemon.ErrConfig, err)
 	}

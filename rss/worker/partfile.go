@@ -157,10 +157,14 @@ func (f *partFile) stopTimerLocked() {
 }
 
 // writeLocked writes buf at the end of the file, creating the file first
-// if needed. If the write fails the file is cut back to f.size; if that
-// fails too, the file fails for good.
+// if needed. A write that would eat into Config.DiskReserveBytes fails
+// with ErrDiskFull without writing. If the write fails the file is cut
+// back to f.size; if that fails too, the file fails for good.
 // REQUIRES: f.writeMu held.
 func (f *partFile) writeLocked(buf []byte) error {
+	if err := f.w.checkReserve(f.dir, len(buf)); err != nil {
+		return err // nothing written: nothing to cut back
+	}
 	if f.file == nil {
 		if err := f.openLocked(); err != nil {
 			return err

@@ -368,6 +368,24 @@ func (w *Worker) dirFree(dir string) (uint64, error) {
 	return u.AvailBytes, err
 }
 
+// checkReserve returns ErrDiskFull when writing n more bytes to data
+// directory dir (an index into Config.Dirs) would leave less than
+// Config.DiskReserveBytes free on its filesystem. A filesystem whose
+// usage cannot be read is not checked.
+func (w *Worker) checkReserve(dir, n int) error {
+	reserve := w.cfg.DiskReserveBytes
+	if reserve <= 0 {
+		return nil
+	}
+	path := w.cfg.Dirs[dir]
+	free, err := w.dirFree(path)
+	if err != nil || free >= uint64(n)+uint64(reserve) {
+		return nil
+	}
+	return fmt.Errorf("%w: writing %d bytes in %s would leave less than the %d bytes reserved for the index (%d free)",
+		ErrDiskFull, n, path, reserve, free)
+}
+
 // MemoryUsedBytes returns the bytes of batches received and not yet
 // acknowledged (what MemoryLimitBytes bounds).
 func (w *Worker) MemoryUsedBytes() uint64 { return uint64(max(w.mem.used.Load(), 0)) }
