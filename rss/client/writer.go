@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"basalt/rss/rsspb"
@@ -25,6 +26,7 @@ type Writer struct {
 	cancel                     context.CancelFunc
 	streams                    map[string]*pushStream
 	notify                     chan struct{} // signalled on every ack and failure
+	failStreak                 atomic.Int64  // consecutive failed push rounds
 	mu                         sync.Mutex    // guards inflight
 	inflight                   int
 	// Bytes counts the record bytes written (before framing/compression).
@@ -174,6 +176,9 @@ func (s *pushStream) recv(w *Writer) {
 		s.sent, s.acked = s.sent[n:], resp.GetAcked()
 		s.mu.Unlock()
 		w.addInflight(-freed)
+		if n > 0 {
+			w.failStreak.Store(0)
+		}
 		signal(w.notify)
 	}
 }
@@ -223,7 +228,7 @@ func (w *Writer) wait(deadline time.Time) error {
 // recover moves the unacknowledged batches of failed streams to new
 // locations (Revive) and pushes them again.
 func (w *Writer) recover(deadline time.Time) error {
-	for attempt := 0; ; attempt++ {
+	for {
 		failed := w.takeFailed()
 		if len(failed) == 0 {
 			return nil
@@ -231,7 +236,10 @@ func (w *Writer) recover(deadline time.Time) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("rss/client: push of map %d attempt %d kept failing: %w", w.mapIndex, w.attempt, failed[0].err)
 		}
-		backoff(w.ctx, attempt)
+		// The backoff grows with consecutive failures across calls and
+		// resets when a worker acknowledges something, so a location that
+		// keeps refusing (a full or overloaded worker) is not hammered.
+		backoff(w.ctx, int(w.failStreak.Add(1))-1)
 		for _, f := range failed {
 			w.a.cfg.Logger.Info("rss: push failed; moving on", "worker", f.addr, "batches", len(f.batches), "err", f.err)
 			for _, pb := range f.batches {
