@@ -18,6 +18,7 @@ import (
 	"basalt/chunkserver/chunkserverpb"
 	"basalt/chunkserver/chunkstore"
 	"basalt/chunkserver/copyset"
+	"basalt/internal/daemon"
 	"basalt/internal/vfsutil"
 	"basalt/mds/mdspb"
 	"basalt/raft"
@@ -296,13 +297,4 @@ func (s *Server) shutdown() {
 }
 
 // stopGRPC stops gracefully, or hard after timeout.
-func stopGRPC(g *grpc.Server, timeout time.Duration) {
-	done := make(chan struct{})
-	go func() { g.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		g.Stop()
-		<-done
-	}
-}
+func stopGRPC(g *grpc.Server, timeout time.Duration) { daemon.StopGRPC(g, timeout, nil) }

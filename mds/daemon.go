@@ -174,18 +174,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // shutdown stops the gRPC server gracefully (then forcibly after
 // shutdownTimeout), the HTTP endpoint and the Server.
 func (d *Daemon) shutdown() error {
-	stopped := make(chan struct{})
-	go func() {
-		d.gs.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(shutdownTimeout):
-		d.log.Warn("graceful stop timed out; closing connections")
-		d.gs.Stop()
-		<-stopped
-	}
+	daemon.StopGRPC(d.gs, shutdownTimeout, d.log)
 	return errors.Join(d.http.Close(), d.srv.Close())
 }
 
@@ -193,12 +182,5 @@ func (d *Daemon) shutdown() error {
 // done and shuts down cleanly, returning nil then. --help prints the flags
 // to stderr and returns nil.
 func RunDaemon(ctx context.Context, args []string, stderr io.Writer) error {
-	d, err := StartDaemon(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return d.Run(ctx)
+	return daemon.Main(ctx, func() (*Daemon, error) { return StartDaemon(args, stderr) })
 }

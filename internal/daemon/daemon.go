@@ -130,3 +130,47 @@ func (h *HTTP) Close() error {
 	defer cancel()
 	return h.srv.Shutdown(ctx)
 }
+
+// GRPCServer is the part of *grpc.Server that StopGRPC uses.
+type GRPCServer interface {
+	GracefulStop()
+	Stop()
+}
+
+// StopGRPC stops s gracefully (waiting for calls in flight), then forcibly
+// after timeout, logging that to log when it is not nil.
+func StopGRPC(s GRPCServer, timeout time.Duration, log *slog.Logger) {
+	stopped := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(timeout):
+		if log != nil {
+			log.Warn("graceful stop timed out; closing connections")
+		}
+		s.Stop()
+		<-stopped
+	}
+}
+
+// Runner is a started daemon.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Main is the body of every daemon command: start (which parses flags and
+// opens listeners), then Run until ctx is done. --help (flag.ErrHelp) is
+// a success.
+func Main[D Runner](ctx context.Context, start func() (D, error)) error {
+	d, err := start()
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}

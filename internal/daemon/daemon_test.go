@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"basalt/internal/daemon"
 )
@@ -85,5 +87,40 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("metrics: %d", code)
+	}
+}
+
+type fakeRunner struct{ ran bool }
+
+func (f *fakeRunner) Run(context.Context) error { f.ran = true; return nil }
+
+// TestMainHelpAndErrors runs a started daemon, treats --help as success and passes
+// start errors through.
+func TestMainHelpAndErrors(t *testing.T) {
+	r := &fakeRunner{}
+	if err := daemon.Main(context.Background(), func() (*fakeRunner, error) { return r, nil }); err != nil || !r.ran {
+		t.Fatalf("Main = %v, ran %v", err, r.ran)
+	}
+	if err := daemon.Main(context.Background(), func() (*fakeRunner, error) { return nil, flag.ErrHelp }); err != nil {
+		t.Fatalf("Main with --help = %v, want nil", err)
+	}
+	if err := daemon.Main(context.Background(), func() (*fakeRunner, error) { return nil, daemon.ErrConfig }); !errors.Is(err, daemon.ErrConfig) {
+		t.Fatalf("Main with a bad config = %v", err)
+	}
+}
+
+// stuckServer's GracefulStop returns only after Stop.
+type stuckServer struct{ stop chan struct{} }
+
+func (s *stuckServer) GracefulStop() { <-s.stop }
+func (s *stuckServer) Stop()         { close(s.stop) }
+
+// TestStopGRPCForcesAfterTimeout: a graceful stop that hangs is forced.
+func TestStopGRPCForcesAfterTimeout(t *testing.T) {
+	s := &stuckServer{stop: make(chan struct{})}
+	start := time.Now()
+	daemon.StopGRPC(s, 50*time.Millisecond, nil)
+	if d := time.Since(start); d < 50*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("StopGRPC returned after %v", d)
 	}
 }

@@ -251,14 +251,7 @@ func (d *Daemon) closeListeners() error {
 // done and shuts down cleanly, returning nil then. --help prints the flags
 // to stderr and returns nil.
 func RunDaemon(ctx context.Context, args []string, stderr io.Writer) error {
-	d, err := StartDaemon(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return d.Run(ctx)
+	return daemon.Main(ctx, func() (*Daemon, error) { return StartDaemon(args, stderr) })
 }
 
 // SplitAddrs splits a comma-separated address list, dropping blanks.

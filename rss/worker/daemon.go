@@ -303,20 +303,7 @@ func (d *Daemon) shutdown() error {
 
 // stopGRPC stops the gRPC server gracefully, then forcibly after
 // shutdownTimeout.
-func (d *Daemon) stopGRPC() {
-	stopped := make(chan struct{})
-	go func() {
-		d.gs.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(shutdownTimeout):
-		d.log.Warn("graceful stop timed out; closing connections")
-		d.gs.Stop()
-		<-stopped
-	}
-}
+func (d *Daemon) stopGRPC() { daemon.StopGRPC(d.gs, shutdownTimeout, d.log) }
 
 // close releases what StartDaemon opened, except a serving gRPC server.
 func (d *Daemon) close() error {
@@ -337,12 +324,5 @@ func (d *Daemon) close() error {
 // until ctx is done and shuts down cleanly, returning nil then. --help
 // prints the flags to stderr and returns nil.
 func RunDaemon(ctx context.Context, args []string, stderr io.Writer) error {
-	d, err := StartDaemon(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return d.Run(ctx)
+	return daemon.Main(ctx, func() (*Daemon, error) { return StartDaemon(args, stderr) })
 }
