@@ -103,7 +103,7 @@ func (c *rssCluster) waitWorkers(n int) {
 // app registers an application.
 func (c *rssCluster) app(t *testing.T, id string) *rssclient.App {
 	t.Helper()
-	a, err := rssclient.Register(t.Context(), rssclient.Config{MasterAddr: c.masterRPC, AppID: id, BatchBytes: 4 << 10, RetryDeadline: 45 * time.Second})
+	a, err := rssclient.Register(t.Context(), rssclient.Config{MasterAddr: c.masterRPC, AppID: id, BatchBytes: 4 << 10, RetryDeadline: 45 * time.Second, Codec: rssclient.CodecLZ4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ type Codec byte
 const (
 	CodecNone Codec = 0
 	CodecZstd Codec = 1
+	CodecLZ4  Codec = 2
 )
 
 // Config configures an App.
@@ -39,7 +40,8 @@ type Config struct {
 	// MaxInFlightBytes bounds the bytes pushed but not yet acknowledged
 	// per Writer; Write waits beyond it. Default 64 MiB.
 	MaxInFlightBytes int
-	// Codec compresses batches. Default CodecNone.
+	// Codec compresses batches: CodecLZ4 (fast, the Spark plugin's
+	// default), CodecZstd (smaller) or CodecNone. Default CodecNone.
 	Codec Codec
 	// RetryDeadline bounds how long a push or fetch keeps retrying (with
 	// jittered backoff, moving to new locations) before failing. Default

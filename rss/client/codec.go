@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -19,10 +20,11 @@ func appendRecord(buf, rec []byte) []byte {
 	return append(buf, rec...)
 }
 
-// codecs holds the zstd coder of one Writer or Reader.
+// codecs holds the coders of one Writer or Reader.
 type codecs struct {
 	enc *zstd.Encoder
 	dec *zstd.Decoder
+	lz4 lz4.Compressor
 }
 
 // encode returns a batch's data: the codec byte and the framed records.
@@ -39,6 +41,8 @@ func (c *codecs) encode(codec Codec, records []byte) ([]byte, error) {
 			c.enc = enc
 		}
 		return c.enc.EncodeAll(records, []byte{byte(CodecZstd)}), nil
+	case CodecLZ4:
+		return c.encodeLZ4(records)
 	}
 	return nil, fmt.Errorf("%w: unknown codec %d", ErrConfig, codec)
 }
@@ -60,6 +64,8 @@ func (c *codecs) decode(data []byte) ([]byte, error) {
 			c.dec = dec
 		}
 		return c.dec.DecodeAll(data[1:], nil)
+	case CodecLZ4:
+		return decodeLZ4(data[1:])
 	}
 	return nil, fmt.Errorf("%w: unknown codec byte %d", ErrDataLost, data[0])
 }
@@ -81,4 +87,37 @@ func nextRecord(buf []byte) (rec, rest []byte, err error) {
 		return nil, nil, fmt.Errorf("%w: malformed record framing", ErrDataLost)
 	}
 	return buf[k : k+int(n)], buf[k+int(n):], nil
+}
+
+// encodeLZ4 is an LZ4 block with the uncompressed length first (uvarint);
+// records LZ4 cannot shrink are stored uncompressed (CodecNone).
+func (c *codecs) encodeLZ4(records []byte) ([]byte, error) {
+	out := binary.AppendUvarint([]byte{byte(CodecLZ4)}, uint64(len(records)))
+	head := len(out)
+	out = append(out, make([]byte, lz4.CompressBlockBound(len(records)))...)
+	n, err := c.lz4.CompressBlock(records, out[head:])
+	if err != nil {
+		return nil, fmt.Errorf("compressing a batch with lz4: %w", err)
+	}
+	if n == 0 || n >= len(records) {
+		return append([]byte{byte(CodecNone)}, records...), nil
+	}
+	return out[:head+n], nil
+}
+
+// maxBatchRecords bounds the uncompressed size an LZ4 batch may claim.
+const maxBatchRecords = 1 << 30
+
+// decodeLZ4 undoes encodeLZ4.
+func decodeLZ4(b []byte) ([]byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > maxBatchRecords {
+		return nil, fmt.Errorf("%w: malformed lz4 batch header", ErrDataLost)
+	}
+	out := make([]byte, n)
+	m, err := lz4.UncompressBlock(b[k:], out)
+	if err != nil || uint64(m) != n {
+		return nil, fmt.Errorf("%w: lz4 batch: %d of %d bytes (%v)", ErrDataLost, m, n, err)
+	}
+	return out, nil
 }

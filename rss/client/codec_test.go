@@ -17,7 +17,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		recs = append(recs, rec)
 		framed = appendRecord(framed, rec)
 	}
-	for _, codec := range []Codec{CodecNone, CodecZstd} {
+	for _, codec := range []Codec{CodecNone, CodecZstd, CodecLZ4} {
 		var c codecs
 		data, err := c.encode(codec, framed)
 		if err != nil {
@@ -36,8 +36,8 @@ func TestBatchRoundTrip(t *testing.T) {
 		if len(got) != 0 {
 			t.Fatalf("codec %d: %d trailing bytes", codec, len(got))
 		}
-		if codec == CodecZstd && len(data) >= len(framed) {
-			t.Errorf("zstd did not compress repetitive records: %d >= %d bytes", len(data), len(framed))
+		if codec != CodecNone && len(data) >= len(framed) {
+			t.Errorf("codec %d did not compress repetitive records: %d >= %d bytes", codec, len(data), len(framed))
 		}
 		c.close()
 	}
@@ -45,6 +45,12 @@ func TestBatchRoundTrip(t *testing.T) {
 		t.Fatalf("truncated frame: %v, want ErrDataLost", err)
 	}
 	var c codecs
+	if _, err := c.decode([]byte{byte(CodecLZ4), 200, 1, 7}); !errors.Is(err, ErrDataLost) {
+		t.Fatalf("damaged lz4 batch: %v, want ErrDataLost", err)
+	}
+	if data, err := c.encode(CodecLZ4, []byte{1, 2, 3}); err != nil || Codec(data[0]) != CodecNone {
+		t.Fatalf("incompressible lz4 batch: %v, %v; want stored as none", data, err)
+	}
 	if _, err := c.decode([]byte{9, 1, 2}); !errors.Is(err, ErrDataLost) {
 		t.Fatalf("unknown codec byte: %v, want ErrDataLost", err)
 	}

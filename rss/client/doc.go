@@ -16,7 +16,8 @@
 // on fetch, and again here.
 //
 // Records are framed inside a batch as uvarint length + bytes; a batch's
-// data starts with one codec byte (0 none, 1 zstd).
+// data starts with one codec byte (0 none, 1 zstd, 2 LZ4 block preceded by
+// the uncompressed length as a uvarint).
 //
 // Concurrency: an App is safe for concurrent use; a Writer or Reader
 // belongs to one goroutine. Every blocking call takes a ctx.
