@@ -116,8 +116,11 @@ func decodeLZ4(b []byte) ([]byte, error) {
 	}
 	out := make([]byte, n)
 	m, err := lz4.UncompressBlock(b[k:], out)
-	if err != nil || uint64(m) != n {
-		return nil, fmt.Errorf("%w: lz4 batch: %d of %d bytes (%v)", ErrDataLost, m, n, err)
+	if err != nil {
+		return nil, fmt.Errorf("%w: decoding lz4 batch: %w", ErrDataLost, err)
+	}
+	if uint64(m) != n {
+		return nil, fmt.Errorf("%w: lz4 batch: %d of %d bytes", ErrDataLost, m, n)
 	}
 	return out, nil
 }
