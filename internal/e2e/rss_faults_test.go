@@ -112,7 +112,9 @@ func TestShuffleDiskFullWorkerClientsMoveOn(t *testing.T) {
 		return []string{"--dirs", dirs[i], "--disk-reserve", strconv.Itoa(1 << 20)}
 	})
 	full := c.workers[0]
-	a := c.app(t, "diskfull")
+	// Uncompressed, so the bytes pushed are the bytes that fill the disk
+	// (the job's records shrink several times under LZ4).
+	a := c.appWith(t, "diskfull", rssclient.CodecNone)
 	j := job{maps: 48, partitions: 30, recordsPerMap: 6000}
 	if err := a.RegisterShuffle(t.Context(), 4, j.maps, j.partitions); err != nil {
 		t.Fatal(err)

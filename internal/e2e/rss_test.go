@@ -58,6 +58,9 @@ func (c *rssCluster) newWorker(i int) *proc {
 	return &proc{t: c.t, name: "basalt-rss-worker", http: httpAddr, log: filepath.Join(c.dir, fmt.Sprintf("worker%d.log", i)), args: []string{
 		"--listen", rpc, "--http", httpAddr, "--dirs", filepath.Join(c.dir, fmt.Sprintf("worker%d", i)),
 		"--id", fmt.Sprintf("worker%d", i), "--gossip-bind", freeAddr(c.t), "--gossip-join", c.gossip,
+		// The cluster stops as a whole: waiting on SIGTERM for the
+		// applications' data to be deleted would only delay it.
+		"--shutdown-deadline", "0",
 	}}
 }
 
@@ -100,10 +103,16 @@ func (c *rssCluster) waitWorkers(n int) {
 	})
 }
 
-// app registers an application.
+// app registers an application whose batches are LZ4-compressed.
 func (c *rssCluster) app(t *testing.T, id string) *rssclient.App {
 	t.Helper()
-	a, err := rssclient.Register(t.Context(), rssclient.Config{MasterAddr: c.masterRPC, AppID: id, BatchBytes: 4 << 10, RetryDeadline: 45 * time.Second, Codec: rssclient.CodecLZ4})
+	return c.appWith(t, id, rssclient.CodecLZ4)
+}
+
+// appWith registers an application whose batches use codec.
+func (c *rssCluster) appWith(t *testing.T, id string, codec rssclient.Codec) *rssclient.App {
+	t.Helper()
+	a, err := rssclient.Register(t.Context(), rssclient.Config{MasterAddr: c.masterRPC, AppID: id, BatchBytes: 4 << 10, RetryDeadline: 45 * time.Second, Codec: codec})
 	if err != nil {
 		t.Fatal(err)
 	}
