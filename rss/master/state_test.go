@@ -131,6 +131,40 @@ func TestPlacementSkipsUnusableWorkers(t *testing.T) {
 	wantErr(t, "no usable worker", err, master.ErrNoWorkers)
 }
 
+// TestDecommissioningWorkerGetsNoNewPartitions: once a worker gossips
+// decommissioning, neither a new shuffle nor a Revive places anything on
+// it (even when it is the only worker outside the failed pair, or has the
+// most free disk), while its existing locations stay as they were.
+func TestDecommissioningWorkerGetsNoNewPartitions(t *testing.T) {
+	st := newState(t)
+	workers := mastertest.WorkerMetas(3)
+	before := place(t, st, 1, 6, false, workers, 1)
+	workers[0].Decommissioning, workers[0].DiskFreeBytes = true, 4<<40
+	for seed := range uint64(5) {
+		for _, l := range place(t, st, int32(10+seed), 12, false, workers, seed) {
+			if l.Primary.ID == "w1" || l.Replica.ID == "w1" || l.Replica.IsZero() {
+				t.Fatalf("seed %d: location %+v, want w2 and w3 only, replicated", seed, l)
+			}
+		}
+	}
+	for _, old := range before {
+		if old.Primary.ID == "w1" || old.Replica.ID == "w1" {
+			continue
+		}
+		loc, err := st.Revive(master.Revive{App: "app", Shuffle: 1, Partition: old.Partition, FailedEpoch: 0, Workers: workers, Seed: 3})
+		noErr(t, err)
+		if loc.Primary.ID == "w1" || loc.Replica.ID == "w1" {
+			t.Fatalf("Revive of %+v = %+v, placed on the decommissioning worker", old, loc)
+		}
+	}
+	info, err := st.Shuffle("app", 1)
+	noErr(t, err)
+	epoch0 := slices.DeleteFunc(slices.Clone(info.Locations), func(l master.Location) bool { return l.Epoch != 0 })
+	if !reflect.DeepEqual(epoch0, before) {
+		t.Errorf("epoch 0 locations changed: %+v, want %+v", epoch0, before)
+	}
+}
+
 func TestPlacementPrefersFreeDiskThenFewerPartitions(t *testing.T) {
 	workers := mastertest.WorkerMetas(3)
 	workers[0].DiskFreeBytes = 2 << 40

@@ -1801,6 +1801,116 @@ func (*DeleteShuffleResponse) Descriptor() ([]byte, []int) {
 	return file_basalt_rss_v1_rss_proto_rawDescGZIP(), []int{32}
 }
 
+type DecommissionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionRequest) Reset() {
+	*x = DecommissionRequest{}
+	mi := &file_basalt_rss_v1_rss_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionRequest) ProtoMessage() {}
+
+func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_rss_v1_rss_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionRequest) Descriptor() ([]byte, []int) {
+	return file_basalt_rss_v1_rss_proto_rawDescGZIP(), []int{33}
+}
+
+type DecommissionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decommissioning is always true after a successful call.
+	Decommissioning bool `protobuf:"varint,1,opt,name=decommissioning,proto3" json:"decommissioning,omitempty"`
+	// pushes_in_flight is the number of Push and Replicate streams still
+	// open.
+	PushesInFlight int32 `protobuf:"varint,2,opt,name=pushes_in_flight,json=pushesInFlight,proto3" json:"pushes_in_flight,omitempty"`
+	// applications lists, sorted, the applications with partition files
+	// (open or committed) on this worker.
+	Applications []string `protobuf:"bytes,3,rep,name=applications,proto3" json:"applications,omitempty"`
+	// partition_files is the number of those partition files.
+	PartitionFiles int32 `protobuf:"varint,4,opt,name=partition_files,json=partitionFiles,proto3" json:"partition_files,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DecommissionResponse) Reset() {
+	*x = DecommissionResponse{}
+	mi := &file_basalt_rss_v1_rss_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionResponse) ProtoMessage() {}
+
+func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_rss_v1_rss_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
+func (*DecommissionResponse) Descriptor() ([]byte, []int) {
+	return file_basalt_rss_v1_rss_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DecommissionResponse) GetDecommissioning() bool {
+	if x != nil {
+		return x.Decommissioning
+	}
+	return false
+}
+
+func (x *DecommissionResponse) GetPushesInFlight() int32 {
+	if x != nil {
+		return x.PushesInFlight
+	}
+	return 0
+}
+
+func (x *DecommissionResponse) GetApplications() []string {
+	if x != nil {
+		return x.Applications
+	}
+	return nil
+}
+
+func (x *DecommissionResponse) GetPartitionFiles() int32 {
+	if x != nil {
+		return x.PartitionFiles
+	}
+	return 0
+}
+
 var File_basalt_rss_v1_rss_proto protoreflect.FileDescriptor
 
 const file_basalt_rss_v1_rss_proto_rawDesc = "" +
@@ -1923,7 +2033,13 @@ const file_basalt_rss_v1_rss_proto_rawDesc = "" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x1d\n" +
 	"\n" +
 	"shuffle_id\x18\x02 \x01(\x05R\tshuffleId\"\x17\n" +
-	"\x15DeleteShuffleResponse2\x9c\a\n" +
+	"\x15DeleteShuffleResponse\"\x15\n" +
+	"\x13DecommissionRequest\"\xb7\x01\n" +
+	"\x14DecommissionResponse\x12(\n" +
+	"\x0fdecommissioning\x18\x01 \x01(\bR\x0fdecommissioning\x12(\n" +
+	"\x10pushes_in_flight\x18\x02 \x01(\x05R\x0epushesInFlight\x12\"\n" +
+	"\fapplications\x18\x03 \x03(\tR\fapplications\x12'\n" +
+	"\x0fpartition_files\x18\x04 \x01(\x05R\x0epartitionFiles2\x9c\a\n" +
 	"\x06Master\x12l\n" +
 	"\x13RegisterApplication\x12).basalt.rss.v1.RegisterApplicationRequest\x1a*.basalt.rss.v1.RegisterApplicationResponse\x12o\n" +
 	"\x14ApplicationHeartbeat\x12*.basalt.rss.v1.ApplicationHeartbeatRequest\x1a+.basalt.rss.v1.ApplicationHeartbeatResponse\x12r\n" +
@@ -1935,13 +2051,14 @@ const file_basalt_rss_v1_rss_proto_rawDesc = "" +
 	"\n" +
 	"GetShuffle\x12 .basalt.rss.v1.GetShuffleRequest\x1a\x1b.basalt.rss.v1.ShuffleState\x12f\n" +
 	"\x11UnregisterShuffle\x12'.basalt.rss.v1.UnregisterShuffleRequest\x1a(.basalt.rss.v1.UnregisterShuffleResponse\x12E\n" +
-	"\x06Status\x12\x1c.basalt.rss.v1.StatusRequest\x1a\x1d.basalt.rss.v1.StatusResponse2\x80\x03\n" +
+	"\x06Status\x12\x1c.basalt.rss.v1.StatusRequest\x1a\x1d.basalt.rss.v1.StatusResponse2\xd9\x03\n" +
 	"\x06Worker\x12C\n" +
 	"\x04Push\x12\x1a.basalt.rss.v1.PushRequest\x1a\x1b.basalt.rss.v1.PushResponse(\x010\x01\x12H\n" +
 	"\tReplicate\x12\x1a.basalt.rss.v1.PushRequest\x1a\x1b.basalt.rss.v1.PushResponse(\x010\x01\x12E\n" +
 	"\x06Commit\x12\x1c.basalt.rss.v1.CommitRequest\x1a\x1d.basalt.rss.v1.CommitResponse\x12D\n" +
 	"\x05Fetch\x12\x1b.basalt.rss.v1.FetchRequest\x1a\x1c.basalt.rss.v1.FetchResponse0\x01\x12Z\n" +
-	"\rDeleteShuffle\x12#.basalt.rss.v1.DeleteShuffleRequest\x1a$.basalt.rss.v1.DeleteShuffleResponseB\x12Z\x10basalt/rss/rsspbb\x06proto3"
+	"\rDeleteShuffle\x12#.basalt.rss.v1.DeleteShuffleRequest\x1a$.basalt.rss.v1.DeleteShuffleResponse\x12W\n" +
+	"\fDecommission\x12\".basalt.rss.v1.DecommissionRequest\x1a#.basalt.rss.v1.DecommissionResponseB\x12Z\x10basalt/rss/rsspbb\x06proto3"
 
 var (
 	file_basalt_rss_v1_rss_proto_rawDescOnce sync.Once
@@ -1955,7 +2072,7 @@ func file_basalt_rss_v1_rss_proto_rawDescGZIP() []byte {
 	return file_basalt_rss_v1_rss_proto_rawDescData
 }
 
-var file_basalt_rss_v1_rss_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_basalt_rss_v1_rss_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_basalt_rss_v1_rss_proto_goTypes = []any{
 	(*RegisterApplicationRequest)(nil),    // 0: basalt.rss.v1.RegisterApplicationRequest
 	(*RegisterApplicationResponse)(nil),   // 1: basalt.rss.v1.RegisterApplicationResponse
@@ -1990,6 +2107,8 @@ var file_basalt_rss_v1_rss_proto_goTypes = []any{
 	(*FetchResponse)(nil),                 // 30: basalt.rss.v1.FetchResponse
 	(*DeleteShuffleRequest)(nil),          // 31: basalt.rss.v1.DeleteShuffleRequest
 	(*DeleteShuffleResponse)(nil),         // 32: basalt.rss.v1.DeleteShuffleResponse
+	(*DecommissionRequest)(nil),           // 33: basalt.rss.v1.DecommissionRequest
+	(*DecommissionResponse)(nil),          // 34: basalt.rss.v1.DecommissionResponse
 }
 var file_basalt_rss_v1_rss_proto_depIdxs = []int32{
 	7,  // 0: basalt.rss.v1.PartitionLocation.primary:type_name -> basalt.rss.v1.WorkerRef
@@ -2019,23 +2138,25 @@ var file_basalt_rss_v1_rss_proto_depIdxs = []int32{
 	27, // 24: basalt.rss.v1.Worker.Commit:input_type -> basalt.rss.v1.CommitRequest
 	29, // 25: basalt.rss.v1.Worker.Fetch:input_type -> basalt.rss.v1.FetchRequest
 	31, // 26: basalt.rss.v1.Worker.DeleteShuffle:input_type -> basalt.rss.v1.DeleteShuffleRequest
-	1,  // 27: basalt.rss.v1.Master.RegisterApplication:output_type -> basalt.rss.v1.RegisterApplicationResponse
-	3,  // 28: basalt.rss.v1.Master.ApplicationHeartbeat:output_type -> basalt.rss.v1.ApplicationHeartbeatResponse
-	5,  // 29: basalt.rss.v1.Master.UnregisterApplication:output_type -> basalt.rss.v1.UnregisterApplicationResponse
-	9,  // 30: basalt.rss.v1.Master.RegisterShuffle:output_type -> basalt.rss.v1.ShuffleLayout
-	8,  // 31: basalt.rss.v1.Master.Revive:output_type -> basalt.rss.v1.PartitionLocation
-	12, // 32: basalt.rss.v1.Master.MapEnd:output_type -> basalt.rss.v1.MapEndResponse
-	14, // 33: basalt.rss.v1.Master.CommitShuffle:output_type -> basalt.rss.v1.CommitShuffleResponse
-	17, // 34: basalt.rss.v1.Master.GetShuffle:output_type -> basalt.rss.v1.ShuffleState
-	19, // 35: basalt.rss.v1.Master.UnregisterShuffle:output_type -> basalt.rss.v1.UnregisterShuffleResponse
-	23, // 36: basalt.rss.v1.Master.Status:output_type -> basalt.rss.v1.StatusResponse
-	26, // 37: basalt.rss.v1.Worker.Push:output_type -> basalt.rss.v1.PushResponse
-	26, // 38: basalt.rss.v1.Worker.Replicate:output_type -> basalt.rss.v1.PushResponse
-	28, // 39: basalt.rss.v1.Worker.Commit:output_type -> basalt.rss.v1.CommitResponse
-	30, // 40: basalt.rss.v1.Worker.Fetch:output_type -> basalt.rss.v1.FetchResponse
-	32, // 41: basalt.rss.v1.Worker.DeleteShuffle:output_type -> basalt.rss.v1.DeleteShuffleResponse
-	27, // [27:42] is the sub-list for method output_type
-	12, // [12:27] is the sub-list for method input_type
+	33, // 27: basalt.rss.v1.Worker.Decommission:input_type -> basalt.rss.v1.DecommissionRequest
+	1,  // 28: basalt.rss.v1.Master.RegisterApplication:output_type -> basalt.rss.v1.RegisterApplicationResponse
+	3,  // 29: basalt.rss.v1.Master.ApplicationHeartbeat:output_type -> basalt.rss.v1.ApplicationHeartbeatResponse
+	5,  // 30: basalt.rss.v1.Master.UnregisterApplication:output_type -> basalt.rss.v1.UnregisterApplicationResponse
+	9,  // 31: basalt.rss.v1.Master.RegisterShuffle:output_type -> basalt.rss.v1.ShuffleLayout
+	8,  // 32: basalt.rss.v1.Master.Revive:output_type -> basalt.rss.v1.PartitionLocation
+	12, // 33: basalt.rss.v1.Master.MapEnd:output_type -> basalt.rss.v1.MapEndResponse
+	14, // 34: basalt.rss.v1.Master.CommitShuffle:output_type -> basalt.rss.v1.CommitShuffleResponse
+	17, // 35: basalt.rss.v1.Master.GetShuffle:output_type -> basalt.rss.v1.ShuffleState
+	19, // 36: basalt.rss.v1.Master.UnregisterShuffle:output_type -> basalt.rss.v1.UnregisterShuffleResponse
+	23, // 37: basalt.rss.v1.Master.Status:output_type -> basalt.rss.v1.StatusResponse
+	26, // 38: basalt.rss.v1.Worker.Push:output_type -> basalt.rss.v1.PushResponse
+	26, // 39: basalt.rss.v1.Worker.Replicate:output_type -> basalt.rss.v1.PushResponse
+	28, // 40: basalt.rss.v1.Worker.Commit:output_type -> basalt.rss.v1.CommitResponse
+	30, // 41: basalt.rss.v1.Worker.Fetch:output_type -> basalt.rss.v1.FetchResponse
+	32, // 42: basalt.rss.v1.Worker.DeleteShuffle:output_type -> basalt.rss.v1.DeleteShuffleResponse
+	34, // 43: basalt.rss.v1.Worker.Decommission:output_type -> basalt.rss.v1.DecommissionResponse
+	28, // [28:44] is the sub-list for method output_type
+	12, // [12:28] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -2052,7 +2173,7 @@ func file_basalt_rss_v1_rss_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_basalt_rss_v1_rss_proto_rawDesc), len(file_basalt_rss_v1_rss_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -512,6 +512,7 @@ const (
 	Worker_Commit_FullMethodName        = "/basalt.rss.v1.Worker/Commit"
 	Worker_Fetch_FullMethodName         = "/basalt.rss.v1.Worker/Fetch"
 	Worker_DeleteShuffle_FullMethodName = "/basalt.rss.v1.Worker/DeleteShuffle"
+	Worker_Decommission_FullMethodName  = "/basalt.rss.v1.Worker/Decommission"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -534,6 +535,16 @@ type WorkerClient interface {
 	// DeleteShuffle removes the files of one shuffle (shuffle_id >= 0) or of
 	// a whole application (shuffle_id < 0).
 	DeleteShuffle(ctx context.Context, in *DeleteShuffleRequest, opts ...grpc.CallOption) (*DeleteShuffleResponse, error)
+	// Decommission starts a graceful decommission of this worker (an
+	// operator's call; no application metadata needed). It is idempotent:
+	// every call returns the current state. From the first call the worker
+	// gossips decommissioning (the master places no new partitions on it and
+	// revives none to it) and refuses new Push and Replicate streams with
+	// Unavailable; streams already open finish. Commit, Fetch and
+	// DeleteShuffle keep working, so committed data is served until the
+	// master deletes it when its application ends. basalt-rss-worker exits
+	// by itself once it holds no application data.
+	Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error)
 }
 
 type workerClient struct {
@@ -609,6 +620,16 @@ func (c *workerClient) DeleteShuffle(ctx context.Context, in *DeleteShuffleReque
 	return out, nil
 }
 
+func (c *workerClient) Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecommissionResponse)
+	err := c.cc.Invoke(ctx, Worker_Decommission_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility.
@@ -629,6 +650,16 @@ type WorkerServer interface {
 	// DeleteShuffle removes the files of one shuffle (shuffle_id >= 0) or of
 	// a whole application (shuffle_id < 0).
 	DeleteShuffle(context.Context, *DeleteShuffleRequest) (*DeleteShuffleResponse, error)
+	// Decommission starts a graceful decommission of this worker (an
+	// operator's call; no application metadata needed). It is idempotent:
+	// every call returns the current state. From the first call the worker
+	// gossips decommissioning (the master places no new partitions on it and
+	// revives none to it) and refuses new Push and Replicate streams with
+	// Unavailable; streams already open finish. Commit, Fetch and
+	// DeleteShuffle keep working, so committed data is served until the
+	// master deletes it when its application ends. basalt-rss-worker exits
+	// by itself once it holds no application data.
+	Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -653,6 +684,9 @@ func (UnimplementedWorkerServer) Fetch(*FetchRequest, grpc.ServerStreamingServer
 }
 func (UnimplementedWorkerServer) DeleteShuffle(context.Context, *DeleteShuffleRequest) (*DeleteShuffleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteShuffle not implemented")
+}
+func (UnimplementedWorkerServer) Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decommission not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 func (UnimplementedWorkerServer) testEmbeddedByValue()                {}
@@ -736,6 +770,24 @@ func _Worker_DeleteShuffle_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_Decommission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).Decommission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_Decommission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).Decommission(ctx, req.(*DecommissionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -750,6 +802,10 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteShuffle",
 			Handler:    _Worker_DeleteShuffle_Handler,
+		},
+		{
+			MethodName: "Decommission",
+			Handler:    _Worker_Decommission_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

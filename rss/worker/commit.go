@@ -181,6 +181,7 @@ func (w *Worker) forget(app string, shuffle int32) ([]*partFile, error) {
 		}
 		delete(w.mu.shuffles, sk)
 	}
+	w.notifyLocked()
 	if shuffle < 0 {
 		w.mu.deletedApps[app] = true
 	} else {

@@ -62,7 +62,21 @@ type DaemonConfig struct {
 	// LogLevel is debug, info, warn or error (--log-level, log_level).
 	// Default info.
 	LogLevel string `yaml:"log_level"`
+	// ShutdownDeadline bounds the graceful part of a shutdown
+	// (--shutdown-deadline, shutdown_deadline). On SIGTERM (or SIGINT)
+	// the worker first decommissions (Worker.StartDecommission: it
+	// gossips decommissioning, refuses new pushes, lets the pushes in
+	// flight finish and keeps serving committed data), then waits until
+	// the master has deleted the data of every application on it (they
+	// ended: unregistered or lease expired) or this deadline passes,
+	// whichever comes first, and only then stops (Run). Default 30s; zero
+	// or negative: do not wait for the applications (the pushes in flight
+	// are still drained). A second signal kills the process at once.
+	ShutdownDeadline time.Duration `yaml:"shutdown_deadline"`
 }
+
+// DefaultShutdownDeadline is DaemonConfig.ShutdownDeadline's default.
+const DefaultShutdownDeadline = 30 * time.Second
 
 // DefaultDaemonConfig returns the defaults of every DaemonConfig field.
 func DefaultDaemonConfig() DaemonConfig {
@@ -70,6 +84,7 @@ func DefaultDaemonConfig() DaemonConfig {
 		Listen: "127.0.0.1:9097", HTTP: "127.0.0.1:9098", Dirs: "./basalt-data/rss-worker",
 		MemoryLimit: DefaultMemoryLimitBytes, FlushBytes: DefaultFlushBytes, FlushInterval: DefaultFlushInterval,
 		DiskReserve: DefaultDiskReserveBytes, GossipBind: "127.0.0.1:7947", LogLevel: "info",
+		ShutdownDeadline: DefaultShutdownDeadline,
 	}
 }
 
@@ -89,6 +104,8 @@ func (c *DaemonConfig) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.GossipBind, "gossip-bind", c.GossipBind, "gossip (memberlist) address, TCP and UDP; empty: no gossip")
 	fs.StringVar(&c.GossipJoin, "gossip-join", c.GossipJoin, "comma-separated gossip addresses to join (the master's)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.DurationVar(&c.ShutdownDeadline, "shutdown-deadline", c.ShutdownDeadline,
+		"on SIGTERM, decommission and wait this long at most for the applications' data to be deleted before stopping (0: do not wait)")
 	return fs
 }
 
@@ -138,6 +155,8 @@ type Daemon struct {
 	node *gossip.Node // nil without gossip
 	id   string
 	addr string // the advertised gRPC address
+	// deadline is DaemonConfig.ShutdownDeadline.
+	deadline time.Duration
 	// serving: Run started the gRPC server, which closes the listener.
 	serving bool
 }
@@ -162,7 +181,7 @@ func StartDaemon(args []string, stderr io.Writer) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, w: w}
+	d := &Daemon{log: log, w: w, deadline: dc.ShutdownDeadline}
 	if err := d.start(dc); err != nil {
 		return nil, errors.Join(err, d.close())
 	}
@@ -206,6 +225,7 @@ func (d *Daemon) meta() gossip.Meta {
 	return gossip.Meta{
 		ID: d.id, Addr: d.addr, Role: gossip.RoleWorker,
 		DiskFreeBytes: d.w.DiskFreeBytes(), MemoryUsedBytes: d.w.MemoryUsedBytes(), ActivePartitions: d.w.ActivePartitions(),
+		Decommissioning: d.w.Decommissioning(),
 	}
 }
 
@@ -261,27 +281,62 @@ func (d *Daemon) ID() string { return d.id }
 // Worker returns the daemon's Worker.
 func (d *Daemon) Worker() *Worker { return d.w }
 
-// Run serves until ctx is done, then shuts down cleanly: it leaves the
-// gossip cluster (no new placements), stops taking pushes and lets the
-// pushes in flight finish and be acknowledged (Worker.Drain), stops the
-// gRPC server gracefully (fetches and commits finish), each step bounded
-// by 10 s, then closes the HTTP endpoint and the Worker. It returns nil
-// after a clean shutdown, or the error that stopped serving.
+// Run serves until ctx is done, or until the worker, decommissioned by
+// the Decommission RPC, holds no more application data
+// (Worker.WaitDecommissioned), then shuts down cleanly. When ctx ends it
+// first decommissions and waits up to DaemonConfig.ShutdownDeadline for
+// the applications' data to be deleted (see there). The shutdown proper
+// leaves the gossip cluster, stops taking pushes and lets the pushes in
+// flight finish and be acknowledged (Worker.Drain), stops the gRPC server
+// gracefully (fetches and commits finish), each step bounded by 10 s,
+// then closes the HTTP endpoint and the Worker. It returns nil after a
+// clean shutdown, or the error that stopped serving.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("rss worker serving", "id", d.id, "grpc", d.Addr(), "http", d.HTTPAddr(), "gossip", d.GossipAddr())
 	served := make(chan error, 1)
 	d.serving = true
 	go func() { served <- d.gs.Serve(d.lis) }()
+	watch, stopWatching := context.WithCancel(context.Background())
+	emptied := make(chan error, 1)
+	go func() { emptied <- d.w.WaitDecommissioned(watch) }()
 	var err error
 	select {
 	case <-ctx.Done():
+		stopWatching()
+		<-emptied
 		d.log.Info("rss worker shutting down")
+		d.decommission()
+	case <-emptied:
+		d.log.Info("rss worker decommissioned: no application data left; shutting down")
 	case err = <-served:
+		stopWatching()
+		<-emptied
 		err = fmt.Errorf("serving gRPC: %w", err)
 	}
+	stopWatching()
 	err = errors.Join(err, d.shutdown())
 	d.log.Info("rss worker stopped", "err", err)
 	return err
+}
+
+// decommission starts the decommission and waits up to d.deadline for
+// the worker to hold no application data.
+func (d *Daemon) decommission() {
+	s := d.w.StartDecommission()
+	if s.Empty() || d.deadline <= 0 {
+		return
+	}
+	d.log.Info("decommissioning: waiting for the applications' data to be deleted", "deadline", d.deadline,
+		"applications", len(s.Applications), "partition_files", s.PartitionFiles, "pushes_in_flight", s.PushesInFlight)
+	ctx, cancel := context.WithTimeout(context.Background(), d.deadline)
+	defer cancel()
+	if err := d.w.WaitDecommissioned(ctx); err != nil {
+		s = d.w.DecommissionState()
+		d.log.Warn("shutdown deadline reached; stopping with application data left", "applications", s.Applications,
+			"partition_files", s.PartitionFiles, "pushes_in_flight", s.PushesInFlight)
+		return
+	}
+	d.log.Info("decommissioned: no application data left")
 }
 
 // shutdown leaves gossip, drains the pushes, stops gRPC and closes the

@@ -48,6 +48,14 @@ func (l *lockedBuffer) String() string {
 // the test fails.
 func startDaemon(t *testing.T, args ...string) (*worker.Daemon, func() error) {
 	t.Helper()
+	d, stop, _ := runDaemon(t, args...)
+	return d, stop
+}
+
+// runDaemon is startDaemon that also returns a channel closed when Run
+// returns (by itself, or after stop).
+func runDaemon(t *testing.T, args ...string) (*worker.Daemon, func() error, <-chan struct{}) {
+	t.Helper()
 	logs := &lockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -59,19 +67,16 @@ func startDaemon(t *testing.T, args ...string) (*worker.Daemon, func() error) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- d.Run(ctx) }()
-	var once sync.Once
+	exited := make(chan struct{})
 	var runErr error
+	go func() { runErr = d.Run(ctx); close(exited) }()
 	stop := func() error {
-		once.Do(func() {
-			cancel()
-			runErr = <-ran
-		})
+		cancel()
+		<-exited
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return d, stop
+	return d, stop, exited
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -100,13 +105,15 @@ func dialDaemon(t *testing.T, addr string) rsspb.WorkerClient {
 
 // TestDaemon: the daemon serves gRPC, /healthz and /metrics, gossips its
 // address and live figures as a worker to a master that joins it, and on
-// shutdown lets the pushes in flight be acknowledged before the stream
-// ends with Unavailable, then returns nil.
+// shutdown (without waiting for applications: --shutdown-deadline 0) lets
+// the pushes in flight be acknowledged before the stream ends with
+// Unavailable, then returns nil.
 func TestDaemon(t *testing.T) {
 	dir := t.TempDir()
 	dirs := filepath.Join(dir, "a") + "," + filepath.Join(dir, "b")
 	d, stop := startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--dirs", dirs,
-		"--gossip-bind", "127.0.0.1:0", "--id", "w1", "--memory-limit", "1048576", "--flush-interval", "3s")
+		"--gossip-bind", "127.0.0.1:0", "--id", "w1", "--memory-limit", "1048576", "--flush-interval", "3s",
+		"--shutdown-deadline", "0")
 	if code, body := httpGet(t, "http://"+d.HTTPAddr()+"/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
@@ -211,7 +218,7 @@ func TestDaemonConfig(t *testing.T) {
 			t.Errorf("%v: got %v, want ErrConfig", args, err)
 		}
 	}
-	d, stop := startDaemon(t, "--config", yaml, "--memory-limit", "4096")
+	d, stop := startDaemon(t, "--config", yaml, "--memory-limit", "4096", "--shutdown-deadline", "0")
 	if d.GossipAddr() != "" {
 		t.Fatalf("gossip started with an empty gossip_bind: %s", d.GossipAddr())
 	}

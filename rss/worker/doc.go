@@ -6,6 +6,17 @@
 // service rsspb.WorkerServer; RunDaemon is the basalt-rss-worker process
 // around it (flags, YAML, /metrics, /healthz, gossip, clean SIGTERM).
 //
+// # Decommission
+//
+// StartDecommission (the Decommission RPC, `basalt rss worker
+// decommission`) refuses new Push and Replicate streams with Unavailable
+// while the streams already open finish, and keeps Commit, Fetch and
+// DeleteShuffle working; the daemon gossips decommissioning so the master
+// places nothing new here, and exits by itself once the master has
+// deleted the data of every application (WaitDecommissioned). SIGTERM
+// decommissions first and waits for the same, up to
+// DaemonConfig.ShutdownDeadline.
+//
 // # What it owns
 //
 //   - Partition files: <dir>/apps/<app>/<shuffle>/<partition>-<epoch>.data,

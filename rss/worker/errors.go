@@ -49,6 +49,9 @@ var (
 	// ErrDraining: the worker is shutting down and takes no more pushes
 	// (Unavailable).
 	ErrDraining = errors.New("worker: shutting down")
+	// ErrDecommissioning: the worker is decommissioning and takes no new
+	// Push or Replicate streams; push to another location (Unavailable).
+	ErrDecommissioning = errors.New("worker: worker is decommissioning")
 	// ErrClosed: the worker is closed (Unavailable).
 	ErrClosed = errors.New("worker: closed")
 )
@@ -118,6 +121,7 @@ var wireCodes = []struct {
 	{ErrMemoryLimit, codes.ResourceExhausted},
 	{ErrDiskFull, codes.ResourceExhausted},
 	{ErrDraining, codes.Unavailable},
+	{ErrDecommissioning, codes.Unavailable},
 	{ErrClosed, codes.Unavailable},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},

@@ -22,7 +22,7 @@ type metrics struct {
 	fetchedBytes  prometheus.Counter
 	rejected      *prometheus.CounterVec // by reason
 	// Gauges read from the worker at each scrape (gaugeCollector).
-	active, memUsed, memLimit, diskFree *prometheus.Desc
+	active, memUsed, memLimit, diskFree, decommissioning *prometheus.Desc
 }
 
 func newMetrics() *metrics {
@@ -43,6 +43,8 @@ func newMetrics() *metrics {
 		memUsed:  desc("memory_used_bytes", "Bytes of batches received and not yet acknowledged."),
 		memLimit: desc("memory_limit_bytes", "The admission budget (Config.MemoryLimitBytes)."),
 		diskFree: desc("disk_free_bytes", "Free bytes on each data directory's filesystem.", "dir"),
+		decommissioning: desc("decommissioning",
+			"1 while the worker decommissions (takes no new pushes; serves committed data until its applications end), else 0."),
 	}
 	for _, k := range []string{kindPush, kindReplicate} {
 		m.pushedBytes.WithLabelValues(k)
@@ -61,7 +63,7 @@ type gaugeCollector struct{ w *Worker }
 // Describe implements prometheus.Collector.
 func (c gaugeCollector) Describe(ch chan<- *prometheus.Desc) {
 	m := c.w.metrics
-	for _, d := range []*prometheus.Desc{m.active, m.memUsed, m.memLimit, m.diskFree} {
+	for _, d := range []*prometheus.Desc{m.active, m.memUsed, m.memLimit, m.diskFree, m.decommissioning} {
 		ch <- d
 	}
 }
@@ -75,6 +77,11 @@ func (c gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.active, float64(w.ActivePartitions()))
 	gauge(m.memUsed, float64(w.MemoryUsedBytes()))
 	gauge(m.memLimit, float64(w.cfg.MemoryLimitBytes))
+	decommissioning := 0.0
+	if w.Decommissioning() {
+		decommissioning = 1
+	}
+	gauge(m.decommissioning, decommissioning)
 	for _, dir := range w.cfg.Dirs {
 		if free, err := w.dirFree(dir); err == nil {
 			gauge(m.diskFree, float64(free), dir)

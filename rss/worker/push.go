@@ -168,7 +168,7 @@ func (w *Worker) serve(stream grpc.BidiStreamingServer[rsspb.PushRequest, rsspb.
 	if err := w.startStream(); err != nil {
 		return err
 	}
-	defer w.streams.Done()
+	defer w.endStream()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	ps := &pushStream{w: w, app: app, token: token, kind: kindReplicate, forward: forward, stream: stream,

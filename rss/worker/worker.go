@@ -44,6 +44,9 @@ type Worker struct {
 	mu struct {
 		sync.Mutex
 		closed, draining bool
+		decommissioning  bool          // StartDecommission was called
+		streams          int           // running Push and Replicate handlers
+		changed          chan struct{} // closed and replaced when data is deleted or a stream ends
 		shuffles         map[shuffleKey]*shuffleState
 		deletedApps      map[string]bool // applications deleted while running
 		perDir           []int           // open partition files per data directory
@@ -81,6 +84,7 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), draining: make(chan struct{}), closing: make(chan struct{})}
 	w.mem.limit = cfg.MemoryLimitBytes
 	w.mu.shuffles = map[shuffleKey]*shuffleState{}
+	w.mu.changed = make(chan struct{})
 	w.mu.deletedApps = map[string]bool{}
 	w.mu.perDir = make([]int, len(cfg.Dirs))
 	w.peers = newPeers(cfg.Dialer)
@@ -398,8 +402,9 @@ func (w *Worker) ActivePartitions() int32 {
 	return int32(w.mu.active)
 }
 
-// Health returns nil while the worker takes pushes, ErrDraining or
-// ErrClosed otherwise, or the error of a data directory it cannot stat.
+// Health returns nil while the worker serves (decommissioning included),
+// ErrDraining or ErrClosed otherwise, or the error of a data directory
+// it cannot stat.
 func (w *Worker) Health() error {
 	w.mu.Lock()
 	closed, draining := w.mu.closed, w.mu.draining
@@ -419,7 +424,8 @@ func (w *Worker) Health() error {
 }
 
 // startStream registers a Push or Replicate handler, unless the worker
-// is draining or closed. The caller calls w.streams.Done when it ends.
+// is draining, decommissioning or closed. The caller calls endStream
+// when it ends.
 func (w *Worker) startStream() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -428,9 +434,28 @@ func (w *Worker) startStream() error {
 		return ErrClosed
 	case w.mu.draining:
 		return ErrDraining
+	case w.mu.decommissioning:
+		return ErrDecommissioning
 	}
 	w.streams.Add(1)
+	w.mu.streams++
 	return nil
+}
+
+// endStream unregisters a handler startStream registered.
+func (w *Worker) endStream() {
+	w.mu.Lock()
+	w.mu.streams--
+	w.notifyLocked()
+	w.mu.Unlock()
+	w.streams.Done()
+}
+
+// notifyLocked wakes the waiters of WaitDecommissioned.
+// REQUIRES: w.mu held.
+func (w *Worker) notifyLocked() {
+	close(w.mu.changed)
+	w.mu.changed = make(chan struct{})
 }
 
 // spawn runs fn on a goroutine that Close waits for, unless the worker

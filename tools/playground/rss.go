@@ -65,7 +65,10 @@ func (p *playground) startRSSWorker(ctx context.Context, i int, join string) err
 	name := fmt.Sprintf("rss-worker%d", i)
 	args := []string{"--listen", rssPort(p.cfg.RSSWorkerBasePort, i), "--http", "127.0.0.1:0",
 		"--dirs", filepath.Join(p.cfg.DataDir, name), "--id", name,
-		"--gossip-bind", rssPort(p.cfg.RSSGossipBasePort, i), "--gossip-join", join, "--log-level", "warn"}
+		"--gossip-bind", rssPort(p.cfg.RSSGossipBasePort, i), "--gossip-join", join, "--log-level", "warn",
+		// The whole playground stops at once: waiting for the applications'
+		// data to be deleted (a decommission) would only delay it.
+		"--shutdown-deadline", "0"}
 	w, err := rssworker.StartDaemon(args, io.Discard)
 	if err != nil {
 		return fmt.Errorf("starting RSS worker %d: %w", i, err)
