@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"basalt/internal/testnet"
 )
 
 // BenchmarkNBDFio runs fio's nbd engine (libnbd, no kernel) with 4 KiB
@@ -95,7 +97,7 @@ func preallocatedFile(b *testing.B, size int64) string {
 // and exits with the test binary if that dies first.
 func startNBDKit(b *testing.B, args ...string) string {
 	b.Helper()
-	addr := freeAddr(b)
+	addr := testnet.FreeAddr(b)
 	host, port, _ := net.SplitHostPort(addr)
 	logPath := filepath.Join(b.TempDir(), "nbdkit.log")
 	logFile, err := os.Create(logPath)

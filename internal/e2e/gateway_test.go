@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"basalt/client"
+	"basalt/internal/testnet"
 )
 
 // gateway is a basalt-nbd process serving c's volumes over TCP and a unix
@@ -30,8 +31,8 @@ type gateway struct {
 // checked) when the test ends.
 func (c *cluster) startGateway(t testing.TB) *gateway {
 	t.Helper()
-	g := &gateway{tcp: freeAddr(t), socket: filepath.Join(t.TempDir(), "nbd.sock")}
-	httpAddr := freeAddr(t)
+	g := &gateway{tcp: testnet.FreeAddr(t), socket: filepath.Join(t.TempDir(), "nbd.sock")}
+	httpAddr := testnet.FreeAddr(t)
 	g.proc = &proc{t: t, name: "basalt-nbd", http: httpAddr, log: filepath.Join(c.dir, fmt.Sprintf("nbd-%s.log", strings.ReplaceAll(g.tcp, ":", "_"))), args: []string{
 		"--listen", g.tcp, "--socket", g.socket, "--http", httpAddr, "--mds", c.mdsRPC, "--client-name", "gw-" + g.tcp,
 	}}

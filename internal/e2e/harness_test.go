@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"basalt/client"
+	"basalt/internal/testnet"
 	"basalt/internal/testwait"
 	"basalt/mds/mdspb"
 )
@@ -65,17 +65,6 @@ func repoRoot() (string, error) {
 	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }
 
-// freeAddr returns a 127.0.0.1 address with a port free right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // proc is one daemon process.
 type proc struct {
 	t    testing.TB
@@ -105,7 +94,15 @@ func (p *proc) start() {
 	p.mu.Lock()
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
-	waitFor(p.t, 30*time.Second, p.name+" healthy", p.healthy)
+	waitFor(p.t, 30*time.Second, p.name+" healthy", func() error {
+		select {
+		case <-done: // a bind error, a bad flag: say so now, with the log
+			p.dumpLog()
+			p.t.Fatalf("%s exited with status %d before it was healthy", p.name, cmd.ProcessState.ExitCode())
+		default:
+		}
+		return p.healthy()
+	})
 }
 
 func (p *proc) healthy() error {
@@ -176,8 +173,9 @@ func startCluster(t testing.TB) *cluster { return startClusterWith(t, "2s") }
 // startClusterWith starts a cluster whose chunkservers checkpoint every
 // checkpoint (a duration).
 func startClusterWith(t testing.TB, checkpoint string) *cluster {
-	c := &cluster{t: t, dir: t.TempDir(), mdsRPC: freeAddr(t), checkpoint: checkpoint}
-	mdsHTTP := freeAddr(t)
+	c := &cluster{t: t, dir: t.TempDir(), mdsRPC: testnet.FreeAddr(t), checkpoint: checkpoint}
+	t.Cleanup(c.shutdown) // also shows the logs of a cluster that failed to start
+	mdsHTTP := testnet.FreeAddr(t)
 	c.mds = &proc{t: t, name: "basalt-mds", http: mdsHTTP, log: filepath.Join(c.dir, "mds.log"), args: []string{
 		"--data", filepath.Join(c.dir, "mds"), "--listen", c.mdsRPC, "--http", mdsHTTP,
 		"--chunk-size", fmt.Sprint(chunkSize), "--segment-size", fmt.Sprint(segmentSize),
@@ -190,15 +188,14 @@ func startClusterWith(t testing.TB, checkpoint string) *cluster {
 	for _, p := range c.cs {
 		p.start()
 	}
-	t.Cleanup(c.shutdown)
 	c.waitHealthy()
 	return c
 }
 
 func (c *cluster) newChunkserver(i int) *proc {
-	httpAddr := freeAddr(c.t)
+	httpAddr := testnet.FreeAddr(c.t)
 	return &proc{t: c.t, name: "basalt-chunkserver", http: httpAddr, log: filepath.Join(c.dir, fmt.Sprintf("cs%d.log", i)), args: []string{
-		"--data", filepath.Join(c.dir, fmt.Sprintf("cs%d", i)), "--listen", freeAddr(c.t), "--http", httpAddr,
+		"--data", filepath.Join(c.dir, fmt.Sprintf("cs%d", i)), "--listen", testnet.FreeAddr(c.t), "--http", httpAddr,
 		"--mds", c.mdsRPC, "--zone", fmt.Sprintf("zone%d", i), "--heartbeat-interval", "300ms",
 		"--checkpoint-interval", c.checkpoint, "--pool-files", "4",
 	}}

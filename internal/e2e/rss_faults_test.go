@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"basalt/internal/testnet"
 	rssclient "basalt/rss/client"
 )
 
@@ -21,8 +22,9 @@ import (
 // workerArgs(i) for worker i (nil: none). Later flags win, so a worker's
 // extra --dirs replaces the default one.
 func startRSSWith(t testing.TB, n int, masterArgs []string, workerArgs func(i int) []string) *rssCluster {
-	c := &rssCluster{t: t, dir: t.TempDir(), masterRPC: freeAddr(t), gossip: freeAddr(t)}
-	httpAddr := freeAddr(t)
+	c := &rssCluster{t: t, dir: t.TempDir(), masterRPC: testnet.FreeAddr(t), gossip: testnet.FreeAddr(t)}
+	t.Cleanup(c.shutdown) // also shows the logs of a cluster that failed to start
+	httpAddr := testnet.FreeAddr(t)
 	c.master = &proc{t: t, name: "basalt-rss-master", http: httpAddr, log: filepath.Join(c.dir, "master.log"), args: append([]string{
 		"--listen", c.masterRPC, "--http", httpAddr, "--gossip-bind", c.gossip,
 	}, masterArgs...)}
@@ -37,7 +39,6 @@ func startRSSWith(t testing.TB, n int, masterArgs []string, workerArgs func(i in
 	for _, w := range c.workers {
 		w.start()
 	}
-	t.Cleanup(c.shutdown)
 	c.waitWorkers(n)
 	return c
 }

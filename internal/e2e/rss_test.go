@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"basalt/internal/testnet"
 	"basalt/internal/testwait"
 	rssclient "basalt/rss/client"
 	"basalt/rss/rsspb"
@@ -35,29 +36,13 @@ type rssCluster struct {
 
 // startRSS starts a master and n workers and waits until the master sees
 // every worker.
-func startRSS(t testing.TB, n int) *rssCluster {
-	c := &rssCluster{t: t, dir: t.TempDir(), masterRPC: freeAddr(t), gossip: freeAddr(t)}
-	httpAddr := freeAddr(t)
-	c.master = &proc{t: t, name: "basalt-rss-master", http: httpAddr, log: filepath.Join(c.dir, "master.log"), args: []string{
-		"--listen", c.masterRPC, "--http", httpAddr, "--gossip-bind", c.gossip,
-	}}
-	c.master.start()
-	for i := range n {
-		c.workers = append(c.workers, c.newWorker(i))
-	}
-	for _, w := range c.workers {
-		w.start()
-	}
-	t.Cleanup(c.shutdown)
-	c.waitWorkers(n)
-	return c
-}
+func startRSS(t testing.TB, n int) *rssCluster { return startRSSWith(t, n, nil, nil) }
 
 func (c *rssCluster) newWorker(i int) *proc {
-	httpAddr, rpc := freeAddr(c.t), freeAddr(c.t)
+	httpAddr, rpc := testnet.FreeAddr(c.t), testnet.FreeAddr(c.t)
 	return &proc{t: c.t, name: "basalt-rss-worker", http: httpAddr, log: filepath.Join(c.dir, fmt.Sprintf("worker%d.log", i)), args: []string{
 		"--listen", rpc, "--http", httpAddr, "--dirs", filepath.Join(c.dir, fmt.Sprintf("worker%d", i)),
-		"--id", fmt.Sprintf("worker%d", i), "--gossip-bind", freeAddr(c.t), "--gossip-join", c.gossip,
+		"--id", fmt.Sprintf("worker%d", i), "--gossip-bind", testnet.FreeAddr(c.t), "--gossip-join", c.gossip,
 		// The cluster stops as a whole: waiting on SIGTERM for the
 		// applications' data to be deleted would only delay it.
 		"--shutdown-deadline", "0",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"basalt/internal/testnet"
 	"basalt/internal/testwait"
 	"basalt/rss/gossip"
 )
@@ -104,7 +104,7 @@ func TestThreeNodesSeeEachOther(t *testing.T) {
 }
 
 func TestJoinRetriesUntilTheSeedStartsAndWhenAlone(t *testing.T) {
-	seed := freeAddr(t)
+	seed := testnet.FreeAddr(t)
 	w := start(t, "w1", "127.0.0.1:0", seed)
 	m := start(t, "m1", seed)
 	both := func(what string) {
@@ -176,18 +176,4 @@ func noErr(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// freeAddr returns a loopback host:port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }

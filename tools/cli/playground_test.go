@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -17,20 +16,11 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"basalt/internal/testnet"
 	rssclient "basalt/rss/client"
 	"basalt/rss/rsspb"
 	"basalt/tools/cli"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // syncBuffer is a bytes.Buffer safe for the command's goroutines.
 type syncBuffer struct {
@@ -105,7 +95,7 @@ func qemuIO(t *testing.T, uri string, cmds ...string) {
 // it again on the same data and reads the volume back.
 func TestPlaygroundServesNBDAndShufflesAndKeepsData(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "basalt-data")
-	mdsAddr, nbdAddr, rssAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	mdsAddr, nbdAddr, rssAddr := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
 	uri := "nbd://" + nbdAddr + "/demo"
 	stop := startPlayground(t, data, mdsAddr, nbdAddr, rssAddr)
 	out, err := exec.Command("/usr/bin/nbdinfo", uri).CombinedOutput()
