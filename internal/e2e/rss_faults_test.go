@@ -197,6 +197,55 @@ func TestShuffleMemoryPressure(t *testing.T) {
 	}
 }
 
+// TestShuffleAppMemoryQuota: one worker with a 4 MiB budget of which one
+// application may hold 1 MiB (--app-memory-limit). A heavy application
+// (40 writers, 256 KiB unacknowledged each) and a light one (4 writers)
+// push at once. The heavy one is throttled by its quota (app_memory
+// refusals), never by the whole budget (no memory refusals: the two
+// shares together stay under it), and both jobs read back exactly.
+func TestShuffleAppMemoryQuota(t *testing.T) {
+	c := startRSSWith(t, 1, nil, func(int) []string {
+		return []string{"--memory-limit", strconv.Itoa(4 << 20), "--app-memory-limit", strconv.Itoa(1 << 20)}
+	})
+	w := c.workers[0]
+	register := func(id string, shuffle int, j job) *rssclient.App {
+		a, err := rssclient.Register(t.Context(), rssclient.Config{MasterAddr: c.masterRPC, AppID: id,
+			BatchBytes: 16 << 10, MaxInFlightBytes: 256 << 10, RetryDeadline: 45 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = a.Close() })
+		if err := a.RegisterShuffle(t.Context(), shuffle, j.maps, j.partitions); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	heavyJob, lightJob := job{maps: 40, partitions: 20, recordsPerMap: 4000}, job{maps: 4, partitions: 20, recordsPerMap: 4000}
+	heavy, light := register("heavy", 1, heavyJob), register("light", 2, lightJob)
+	heavyDone := make(chan error, 1)
+	go func() { heavyDone <- heavyJob.runMapsCounting(t.Context(), heavy, 1, heavyJob.maps, new(atomic.Int64)) }()
+	lightJob.runMapsWithin(t, light, 2, lightJob.maps, 45*time.Second)
+	if err := <-heavyDone; err != nil {
+		t.Fatal(err)
+	}
+	if n := w.mustMetric(t, `basalt_rss_worker_push_rejected_total{reason="app_memory"}`); n == 0 {
+		t.Fatal("the heavy application was never held to its quota; push more at once")
+	}
+	if n := w.mustMetric(t, `basalt_rss_worker_push_rejected_total{reason="memory"}`); n != 0 {
+		t.Fatalf("%v refusals for the whole budget: the per-application quota did not bound the heavy application", n)
+	}
+	for _, r := range []struct {
+		a       *rssclient.App
+		shuffle int
+		j       job
+	}{{heavy, 1, heavyJob}, {light, 2, lightJob}} {
+		if err := r.a.CommitShuffle(t.Context(), r.shuffle); err != nil {
+			t.Fatal(err)
+		}
+		r.j.checkOutput(t, r.a, r.shuffle, 8)
+	}
+}
+
 // sampleMax scrapes series from p every 10 ms until ctx is done and
 // returns the largest value seen (failed scrapes are skipped).
 func sampleMax(ctx context.Context, p *proc, series string) float64 {

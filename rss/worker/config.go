@@ -48,6 +48,16 @@ type Config struct {
 	// ResourceExhausted; a batch larger than the whole budget is invalid.
 	// Default 256 MiB.
 	MemoryLimitBytes int64
+	// AppMemoryLimitBytes is the per-application quota of that budget:
+	// the most bytes one application's batches (pushed or replicated)
+	// may hold on this worker at once, so that one heavy application
+	// cannot take the whole budget and stall the others. A batch that
+	// would exceed it is refused with ResourceExhausted (the client backs
+	// off and pushes elsewhere) while other applications are still
+	// admitted; a batch larger than the quota is invalid. Default (zero
+	// or negative): MemoryLimitBytes, no per-application limit; at most
+	// MemoryLimitBytes.
+	AppMemoryLimitBytes int64
 	// FlushBytes is the size at which a partition file's in-memory buffer
 	// is written (one write(2)). Default 256 KiB.
 	FlushBytes int
@@ -104,6 +114,9 @@ func (c *Config) Validate() error {
 	if c.MemoryLimitBytes == 0 {
 		c.MemoryLimitBytes = d.MemoryLimitBytes
 	}
+	if c.AppMemoryLimitBytes <= 0 {
+		c.AppMemoryLimitBytes = c.MemoryLimitBytes
+	}
 	if c.FlushBytes == 0 {
 		c.FlushBytes = d.FlushBytes
 	}
@@ -126,6 +139,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: Dirs is required", ErrInvalidConfig)
 	case c.MemoryLimitBytes < headerSize:
 		return fmt.Errorf("%w: MemoryLimitBytes %d is below %d", ErrInvalidConfig, c.MemoryLimitBytes, headerSize)
+	case c.AppMemoryLimitBytes < headerSize || c.AppMemoryLimitBytes > c.MemoryLimitBytes:
+		return fmt.Errorf("%w: AppMemoryLimitBytes %d is outside [%d, MemoryLimitBytes %d]", ErrInvalidConfig,
+			c.AppMemoryLimitBytes, headerSize, c.MemoryLimitBytes)
 	case c.FlushBytes < 0:
 		return fmt.Errorf("%w: FlushBytes %d is negative", ErrInvalidConfig, c.FlushBytes)
 	case c.FetchChunkBytes < 0:

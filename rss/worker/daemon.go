@@ -40,6 +40,10 @@ type DaemonConfig struct {
 	// MemoryLimit is Config.MemoryLimitBytes in bytes (--memory-limit,
 	// memory_limit). Default 256 MiB.
 	MemoryLimit int64 `yaml:"memory_limit"`
+	// AppMemoryLimit is Config.AppMemoryLimitBytes in bytes, the
+	// per-application share of MemoryLimit (--app-memory-limit,
+	// app_memory_limit). Default 0: no per-application limit.
+	AppMemoryLimit int64 `yaml:"app_memory_limit"`
 	// FlushBytes is Config.FlushBytes (--flush-bytes, flush_bytes).
 	// Default 256 KiB.
 	FlushBytes int `yaml:"flush_bytes"`
@@ -97,6 +101,8 @@ func (c *DaemonConfig) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "listen address for /metrics and /healthz")
 	fs.StringVar(&c.Dirs, "dirs", c.Dirs, "comma-separated data directories, one per disk (the index lives in the first)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "bytes of pushed batches held before they are acknowledged; over it pushes are refused")
+	fs.Int64Var(&c.AppMemoryLimit, "app-memory-limit", c.AppMemoryLimit,
+		"per-application quota of --memory-limit: bytes one application's batches may hold at once (0: no per-application limit)")
 	fs.IntVar(&c.FlushBytes, "flush-bytes", c.FlushBytes, "bytes buffered per partition file before a write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a batch waits in memory before it is written (negative: no batching)")
 	fs.Int64Var(&c.DiskReserve, "disk-reserve", c.DiskReserve, "bytes of free disk partition file writes leave on each data directory (room for the index); negative: none")
@@ -122,7 +128,7 @@ func (c *DaemonConfig) workerConfig(log *slog.Logger) (Config, error) {
 	}
 	cfg.FS, cfg.Logger = vfs.Default, log
 	cfg.MemoryLimitBytes, cfg.FlushBytes, cfg.FlushInterval = c.MemoryLimit, c.FlushBytes, c.FlushInterval
-	cfg.DiskReserveBytes = c.DiskReserve
+	cfg.DiskReserveBytes, cfg.AppMemoryLimitBytes = c.DiskReserve, c.AppMemoryLimit
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", daemon.ErrConfig, err)
 	}

@@ -212,6 +212,7 @@ func TestDaemonConfig(t *testing.T) {
 		{"--config", yaml},
 		{"--config", yaml, "--memory-limit", "4096", "--log-level", "loud"},
 		{"--config", yaml, "--memory-limit", "4096", "--dirs", ""},
+		{"--config", yaml, "--memory-limit", "4096", "--app-memory-limit", "8192"}, // a share above the budget
 		{"--no-such-flag"},
 	} {
 		if _, err := worker.StartDaemon(args, io.Discard); !errors.Is(err, daemon.ErrConfig) {

@@ -30,8 +30,9 @@
 //     index entry is garbage: New deletes such files (left by a crash or a
 //     stop before commit).
 //   - Admission: bytes received but not yet acknowledged count against
-//     Config.MemoryLimitBytes; a batch that does not fit is refused with
-//     ResourceExhausted and the client backs off.
+//     Config.MemoryLimitBytes, and each application's against its share,
+//     Config.AppMemoryLimitBytes (off by default); a batch that does not
+//     fit is refused with ResourceExhausted and the client backs off.
 //
 // It does not authenticate (the master checks tokens; the worker only
 // requires the application id in the "basalt-rss-app" metadata), decide

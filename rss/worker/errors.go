@@ -39,6 +39,10 @@ var (
 	// ErrMemoryLimit: accepting the batch would exceed
 	// Config.MemoryLimitBytes; back off and retry (ResourceExhausted).
 	ErrMemoryLimit = errors.New("worker: memory limit reached")
+	// ErrAppMemoryLimit: accepting the batch would exceed the
+	// application's share, Config.AppMemoryLimitBytes; back off and retry
+	// (ResourceExhausted).
+	ErrAppMemoryLimit = errors.New("worker: per-application memory limit reached")
 	// ErrDiskFull: the partition file's disk is full; the batches of the
 	// failed write were not stored (ResourceExhausted).
 	ErrDiskFull = errors.New("worker: disk full")
@@ -119,6 +123,7 @@ var wireCodes = []struct {
 	{ErrChecksum, codes.DataLoss},
 	{ErrPartitionLost, codes.DataLoss},
 	{ErrMemoryLimit, codes.ResourceExhausted},
+	{ErrAppMemoryLimit, codes.ResourceExhausted},
 	{ErrDiskFull, codes.ResourceExhausted},
 	{ErrDraining, codes.Unavailable},
 	{ErrDecommissioning, codes.Unavailable},

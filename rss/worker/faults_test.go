@@ -455,3 +455,61 @@ func TestSyncFailureLosesOnlyThatPartition(t *testing.T) {
 		t.Fatalf("second commit: %d partitions, want 1", got)
 	}
 }
+
+// TestAppMemoryLimit: with a per-application quota, an application whose
+// unacknowledged batches fill its share has its next batch refused with
+// ResourceExhausted (counted as app_memory) while the whole budget still
+// has room, and another application is admitted meanwhile; once the
+// first one's batches are acknowledged its share is free again.
+func TestAppMemoryLimit(t *testing.T) {
+	const batch, held = 4000, 4 * (4000 + 32) // 4 batches with their headers
+	cfg := dirsConfig(t, 1)
+	cfg.MemoryLimitBytes, cfg.AppMemoryLimitBytes = 64<<10, held+1000
+	cfg.FlushInterval = time.Second // the heavy application's batches stay unacknowledged a while
+	n := startNode(t, cfg)
+	heavy, light := appCtx(t.Context(), "heavy"), appCtx(t.Context(), "light")
+
+	st, err := n.client.Push(heavy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inFlight []*rsspb.Batch
+	for s := range int32(4) {
+		b := newBatch(1, 0, 0, 0, 0, s, batch)
+		inFlight = append(inFlight, b)
+		if err := st.Send(&rsspb.PushRequest{Batches: []*rsspb.Batch{b}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testwait.Until(t, waitTimeout, "the heavy application's batches held", func() bool { return n.w.MemoryUsedBytes() == held })
+
+	res := push(heavy, n.client, nil, []*rsspb.Batch{newBatch(1, 1, 0, 1, 0, 0, batch)})
+	wantCode(t, "a batch over the application's share", res.err, codes.ResourceExhausted, "per-application memory limit", "heavy")
+	if v := metric(t, n.w, "basalt_rss_worker_push_rejected_total", "reason=app_memory"); v != 1 {
+		t.Fatalf("app_memory rejections %v, want 1", v)
+	}
+	if v := metric(t, n.w, "basalt_rss_worker_push_rejected_total", "reason=memory"); v != 0 {
+		t.Fatalf("memory rejections %v, want 0: the whole budget had room", v)
+	}
+	lightBatch := newBatch(1, 0, 0, 0, 0, 0, batch)
+	mustPush(t, light, n.client, nil, []*rsspb.Batch{lightBatch}) // admitted while heavy is at its limit
+
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := st.Recv(); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("the heavy application's stream in flight: %v", err)
+		}
+	}
+	testwait.Until(t, waitTimeout, "memory released", func() bool { return n.w.MemoryUsedBytes() == 0 })
+	again := newBatch(1, 1, 0, 1, 0, 0, batch)
+	mustPush(t, heavy, n.client, nil, []*rsspb.Batch{again})
+	commit(t, heavy, n.client, 1)
+	sameBatches(t, "heavy partition 0", mustFetch(t, heavy, n.client, &rsspb.FetchRequest{ShuffleId: 1, Partition: 0}), inFlight)
+	sameBatches(t, "heavy partition 1", mustFetch(t, heavy, n.client, &rsspb.FetchRequest{ShuffleId: 1, Partition: 1}), []*rsspb.Batch{again})
+	commit(t, light, n.client, 1)
+	sameBatches(t, "light", mustFetch(t, light, n.client, &rsspb.FetchRequest{ShuffleId: 1, Partition: 0}), []*rsspb.Batch{lightBatch})
+}

@@ -8,6 +8,7 @@ import (
 // basalt_rss_worker_push_rejected_total).
 const (
 	rejectMemory    = "memory"
+	rejectAppMemory = "app_memory"
 	rejectDiskFull  = "disk_full"
 	rejectCRC       = "crc"
 	rejectCommitted = "committed"
@@ -50,7 +51,7 @@ func newMetrics() *metrics {
 		m.pushedBytes.WithLabelValues(k)
 		m.pushedBatches.WithLabelValues(k)
 	}
-	for _, r := range []string{rejectMemory, rejectDiskFull, rejectCRC, rejectCommitted, rejectInvalid} {
+	for _, r := range []string{rejectMemory, rejectAppMemory, rejectDiskFull, rejectCRC, rejectCommitted, rejectInvalid} {
 		m.rejected.WithLabelValues(r)
 	}
 	return m

@@ -27,7 +27,8 @@ const (
 type waiter struct {
 	key   partKey
 	batch *rsspb.Batch
-	size  int64 // reserved in the budget
+	app   string
+	size  int64 // reserved in the budget for app
 	mem   *budget
 	parts atomic.Int32 // outstanding: the local write, the replica's ack
 	done  chan struct{}
@@ -37,7 +38,7 @@ type waiter struct {
 }
 
 func newWaiter(k partKey, b *rsspb.Batch, size int64, mem *budget, forwarded bool) *waiter {
-	wt := &waiter{key: k, batch: b, size: size, mem: mem, done: make(chan struct{})}
+	wt := &waiter{key: k, batch: b, app: k.app, size: size, mem: mem, done: make(chan struct{})}
 	wt.parts.Store(1)
 	if forwarded {
 		wt.parts.Store(2)
@@ -55,7 +56,7 @@ func (wt *waiter) complete(err error) {
 		wt.mu.Unlock()
 	}
 	if wt.parts.Add(-1) == 0 {
-		wt.mem.release(wt.size)
+		wt.mem.release(wt.app, wt.size)
 		close(wt.done)
 	}
 }
@@ -248,13 +249,13 @@ func (ps *pushStream) admit(bs []*rsspb.Batch, forwarded bool) ([]*waiter, error
 		k, err := ps.check(b)
 		size := int64(len(b.GetData())) + headerSize
 		if err == nil {
-			err = ps.w.mem.acquire(size)
+			err = ps.w.mem.acquire(ps.app, size)
 		}
 		if err != nil {
 			ps.w.countRejected(err)
 			return ws, err
 		}
-		ws = append(ws, newWaiter(k, b, size, &ps.w.mem, forwarded))
+		ws = append(ws, newWaiter(k, b, size, ps.w.mem, forwarded))
 	}
 	return ws, nil
 }
@@ -270,8 +271,8 @@ func (ps *pushStream) check(b *rsspb.Batch) (partKey, error) {
 	switch {
 	case k.shuffle < 0 || k.partition < 0 || k.epoch < 0 || b.GetMapIndex() < 0 || b.GetAttempt() < 0 || b.GetSeq() < 0:
 		return k, fmt.Errorf("%w: batch %v map %d attempt %d seq %d: negative field", ErrInvalidArgument, k, b.GetMapIndex(), b.GetAttempt(), b.GetSeq())
-	case n > ps.w.cfg.MemoryLimitBytes || len(b.GetData()) > math.MaxUint32:
-		return k, fmt.Errorf("%w: batch of %d bytes for %v exceeds the worker's memory limit of %d bytes", ErrInvalidArgument, n, k, ps.w.cfg.MemoryLimitBytes)
+	case n > ps.w.cfg.AppMemoryLimitBytes || len(b.GetData()) > math.MaxUint32:
+		return k, fmt.Errorf("%w: batch of %d bytes for %v exceeds the worker's per-application memory limit of %d bytes", ErrInvalidArgument, n, k, ps.w.cfg.AppMemoryLimitBytes)
 	}
 	if c := checksum(b.GetData()); c != b.GetCrc32C() {
 		return k, fmt.Errorf("%w: pushed batch of %v map %d attempt %d seq %d: crc32c says %#08x, data has %#08x",
@@ -413,6 +414,8 @@ func (w *Worker) countRejected(err error) {
 	switch {
 	case errors.Is(err, ErrMemoryLimit):
 		reason = rejectMemory
+	case errors.Is(err, ErrAppMemoryLimit):
+		reason = rejectAppMemory
 	case errors.Is(err, ErrDiskFull):
 		reason = rejectDiskFull
 	case errors.Is(err, ErrChecksum):

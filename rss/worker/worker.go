@@ -27,7 +27,7 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	mem     budget
+	mem     *budget
 	peers   *peers
 	bufPool sync.Pool // partition file buffers (*[]byte)
 
@@ -82,7 +82,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), draining: make(chan struct{}), closing: make(chan struct{})}
-	w.mem.limit = cfg.MemoryLimitBytes
+	w.mem = newBudget(cfg.MemoryLimitBytes, cfg.AppMemoryLimitBytes)
 	w.mu.shuffles = map[shuffleKey]*shuffleState{}
 	w.mu.changed = make(chan struct{})
 	w.mu.deletedApps = map[string]bool{}
