@@ -152,6 +152,14 @@ func (j job) runMapsWithin(t *testing.T, a *rssclient.App, shuffle, par int, d t
 	}
 }
 
+// holdBuffers are worker flags that keep accepted batches in memory
+// (so reserved in the budget) for 300ms before they are written, far
+// longer than the writers take to push more than any budget in these
+// tests. Without them a worker whose disk keeps up releases each batch
+// as fast as it arrives and whether a budget is ever reached depends on
+// the machine's scheduling.
+var holdBuffers = []string{"--flush-interval", "300ms", "--flush-bytes", strconv.Itoa(1 << 20)}
+
 // TestShuffleMemoryPressure: a single worker (so no replicas) with a
 // 2 MiB admission budget takes pushes from 50 map writers at once, each
 // allowed 256 KiB unacknowledged: far more than the budget. The worker
@@ -160,7 +168,9 @@ func (j job) runMapsWithin(t *testing.T, a *rssclient.App, shuffle, par int, d t
 // up. Its memory in use, sampled throughout, never exceeds the limit.
 func TestShuffleMemoryPressure(t *testing.T) {
 	const limit = 2 << 20
-	c := startRSSWith(t, 1, nil, func(int) []string { return []string{"--memory-limit", strconv.Itoa(limit)} })
+	c := startRSSWith(t, 1, nil, func(int) []string {
+		return append([]string{"--memory-limit", strconv.Itoa(limit)}, holdBuffers...)
+	})
 	w := c.workers[0]
 	a, err := rssclient.Register(t.Context(), rssclient.Config{MasterAddr: c.masterRPC, AppID: "mempressure",
 		BatchBytes: 16 << 10, MaxInFlightBytes: 256 << 10, RetryDeadline: 45 * time.Second})
@@ -205,7 +215,7 @@ func TestShuffleMemoryPressure(t *testing.T) {
 // shares together stay under it), and both jobs read back exactly.
 func TestShuffleAppMemoryQuota(t *testing.T) {
 	c := startRSSWith(t, 1, nil, func(int) []string {
-		return []string{"--memory-limit", strconv.Itoa(4 << 20), "--app-memory-limit", strconv.Itoa(1 << 20)}
+		return append([]string{"--memory-limit", strconv.Itoa(4 << 20), "--app-memory-limit", strconv.Itoa(1 << 20)}, holdBuffers...)
 	})
 	w := c.workers[0]
 	register := func(id string, shuffle int, j job) *rssclient.App {
