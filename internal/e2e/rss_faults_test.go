@@ -25,10 +25,11 @@ func startRSSWith(t testing.TB, n int, masterArgs []string, workerArgs func(i in
 	c := &rssCluster{t: t, dir: t.TempDir(), masterRPC: testnet.FreeAddr(t), gossip: testnet.FreeAddr(t)}
 	t.Cleanup(c.shutdown) // also shows the logs of a cluster that failed to start
 	httpAddr := testnet.FreeAddr(t)
-	c.master = &proc{t: t, name: "basalt-rss-master", http: httpAddr, log: filepath.Join(c.dir, "master.log"), args: append([]string{
+	m := &proc{t: t, name: "basalt-rss-master", http: httpAddr, log: filepath.Join(c.dir, "master.log"), args: append([]string{
 		"--listen", c.masterRPC, "--http", httpAddr, "--gossip-bind", c.gossip,
 	}, masterArgs...)}
-	c.master.start()
+	c.masters = append(c.masters, m)
+	m.start()
 	for i := range n {
 		w := c.newWorker(i)
 		if workerArgs != nil {

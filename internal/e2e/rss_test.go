@@ -21,16 +21,20 @@ import (
 	"basalt/internal/testnet"
 	"basalt/internal/testwait"
 	rssclient "basalt/rss/client"
+	"basalt/rss/masterconn"
 	"basalt/rss/rsspb"
 )
 
-// rssCluster is an RSS master and workers running as processes.
+// rssCluster is RSS masters (one, or three replicating their state) and
+// workers running as processes.
 type rssCluster struct {
-	t         testing.TB
-	dir       string
+	t   testing.TB
+	dir string
+	// masterRPC and gossip are comma-separated lists, one address per
+	// master.
 	masterRPC string
 	gossip    string
-	master    *proc
+	masters   []*proc
 	workers   []*proc
 }
 
@@ -51,25 +55,27 @@ func (c *rssCluster) newWorker(i int) *proc {
 
 func (c *rssCluster) shutdown() {
 	if c.t.Failed() {
-		for _, p := range append([]*proc{c.master}, c.workers...) {
+		for _, p := range append(slices.Clone(c.masters), c.workers...) {
 			p.dumpLog()
 		}
 	}
 	for _, w := range c.workers {
 		w.stop()
 	}
-	c.master.stop()
+	for _, m := range c.masters {
+		m.stop()
+	}
 }
 
 // waitWorkers waits until the master lists n live workers.
 func (c *rssCluster) waitWorkers(n int) {
 	waitFor(c.t, 30*time.Second, fmt.Sprintf("master sees %d workers", n), func() error {
-		conn, err := grpc.NewClient(c.masterRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := masterconn.Dial(masterconn.Split(c.masterRPC), 5*time.Second, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		st, err := rsspb.NewMasterClient(conn).Status(ctx, &rsspb.StatusRequest{})
 		if err != nil {

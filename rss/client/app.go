@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"basalt/rss/masterconn"
 	"basalt/rss/rsspb"
 )
 
@@ -26,7 +29,10 @@ const (
 
 // Config configures an App.
 type Config struct {
-	// MasterAddr is the master's gRPC address. Required.
+	// MasterAddr is the gRPC address of the master, or a comma-separated
+	// list of the addresses of replicated masters: calls go to the one
+	// that leads and fail over to another within RetryDeadline (see
+	// rss/masterconn). Required.
 	MasterAddr string
 	// AppID is the application's id. Required.
 	AppID string
@@ -44,8 +50,8 @@ type Config struct {
 	// default), CodecZstd (smaller) or CodecNone. Default CodecNone.
 	Codec Codec
 	// RetryDeadline bounds how long a push or fetch keeps retrying (with
-	// jittered backoff, moving to new locations) before failing. Default
-	// 60 s.
+	// jittered backoff, moving to new locations), and a master call keeps
+	// failing over between masters, before failing. Default 60 s.
 	RetryDeadline time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -82,7 +88,7 @@ type App struct {
 	cfg    Config
 	creds  *appCreds
 	master rsspb.MasterClient
-	conn   *grpc.ClientConn
+	conn   *masterconn.Conn
 	mu     struct {
 		sync.Mutex
 		workers map[string]*grpc.ClientConn
@@ -119,6 +125,15 @@ func Register(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The client draws the token and presents it, so a registration the
+	// connection retries on another master (a failover) renews what a
+	// first attempt created instead of failing with AlreadyExists.
+	token, err := newToken()
+	if err != nil {
+		_ = a.conn.Close()
+		return nil, err
+	}
+	a.creds.setToken(token)
 	resp, err := a.master.RegisterApplication(ctx, &rsspb.RegisterApplicationRequest{AppId: cfg.AppID})
 	if err != nil {
 		_ = a.conn.Close()
@@ -145,9 +160,9 @@ func dialApp(cfg Config) (*App, error) {
 	}
 	cfg = cfg.withDefaults()
 	a := &App{cfg: cfg, creds: &appCreds{app: cfg.AppID, tok: cfg.Token}}
-	conn, err := grpc.NewClient(cfg.MasterAddr, a.dialOptions()...)
+	conn, err := masterconn.Dial(masterconn.Split(cfg.MasterAddr), cfg.RetryDeadline, a.dialOptions()...)
 	if err != nil {
-		return nil, fmt.Errorf("dialing master %s: %w", cfg.MasterAddr, err)
+		return nil, fmt.Errorf("%w: master %q: %w", ErrConfig, cfg.MasterAddr, err)
 	}
 	a.conn, a.master = conn, rsspb.NewMasterClient(conn)
 	a.mu.workers = map[string]*grpc.ClientConn{}
@@ -161,6 +176,15 @@ func (a *App) dialOptions() []grpc.DialOption {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
 	}
 	return append(opts, a.cfg.DialOptions...)
+}
+
+// newToken returns 16 random bytes as 32 hex digits (master.MinTokenLen).
+func newToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("drawing an application token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // Token returns the application's token (for executors to Connect).

@@ -11,6 +11,11 @@ import (
 // maxAppIDLen bounds an application id, in bytes.
 const maxAppIDLen = 256
 
+// MinTokenLen is the shortest token a client may choose for its new
+// application (RegisterApp.Presented): 32 bytes, as long as the master's
+// own (16 random bytes in hex).
+const MinTokenLen = 32
+
 // RegisterApp registers an application or renews a registered one.
 type RegisterApp struct {
 	// App is the application id: 1 to 256 bytes.
@@ -19,7 +24,11 @@ type RegisterApp struct {
 	// at random).
 	NewToken string
 	// Presented is the token the caller presented; it must be the
-	// application's token to renew an existing registration.
+	// application's token to renew an existing registration. A new
+	// application presenting a token (at least MinTokenLen bytes) gets
+	// that token instead of NewToken, so a registration retried after a
+	// lost reply (a master failover) renews what the first attempt
+	// created instead of failing with ErrAppExists.
 	Presented string
 	// Now is when the command was issued; the lease runs from it.
 	Now time.Time
@@ -33,7 +42,8 @@ type AppLease struct {
 	Expires time.Time
 }
 
-// RegisterApp applies c: a new application gets c.NewToken; an existing
+// RegisterApp applies c: a new application gets c.Presented or else
+// c.NewToken; an existing
 // one presenting its token has its lease renewed and keeps its token;
 // without its token it fails with ErrAppExists.
 func (s *State) RegisterApp(c RegisterApp) (AppLease, error) {
@@ -47,7 +57,14 @@ func (s *State) RegisterApp(c RegisterApp) (AppLease, error) {
 		a.expires = c.Now.Add(c.Lease)
 		return AppLease{Token: a.token, Expires: a.expires}, nil
 	}
-	a := &app{id: c.App, token: c.NewToken, expires: c.Now.Add(c.Lease), shuffles: make(map[int32]*shuffle)}
+	token := c.NewToken
+	if c.Presented != "" {
+		if len(c.Presented) < MinTokenLen {
+			return AppLease{}, fmt.Errorf("%w: a presented token must be at least %d bytes", ErrInvalidArgument, MinTokenLen)
+		}
+		token = c.Presented
+	}
+	a := &app{id: c.App, token: token, expires: c.Now.Add(c.Lease), shuffles: make(map[int32]*shuffle)}
 	s.apps[c.App] = a
 	return AppLease{Token: a.token, Expires: a.expires}, nil
 }

@@ -8,15 +8,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"basalt/internal/daemon"
 	"basalt/rss/gossip"
+	"basalt/rss/masterconn"
 	"basalt/rss/rsspb"
 )
 
@@ -46,6 +48,23 @@ type DaemonConfig struct {
 	// takes no new partitions. Default 1 GiB; 0 also means the default, so
 	// 1 admits every worker with any free space (tests with small disks).
 	MinDiskFree uint64 `yaml:"min_disk_free"`
+	// RaftID is this master's raft host ID (--raft-id, raft_id); 0, the
+	// default, runs a single master whose state lives in memory only (a
+	// restart forgets every application). Non-zero: the state is
+	// replicated to RaftPeers and kept under Data.
+	RaftID uint64 `yaml:"raft_id"`
+	// RaftPeers lists every master of the group, this one included, as
+	// "ID=host:port,..." with each master's gRPC address (--raft-peers,
+	// raft_peers): raft traffic shares the gRPC port. Every master gets
+	// the same list.
+	RaftPeers string `yaml:"raft_peers"`
+	// Data is the directory of a replicated master's raft log and state
+	// checkpoint (--data, data); required with RaftID.
+	Data string `yaml:"data"`
+	// CheckpointInterval is how often a replicated master checkpoints its
+	// state and truncates the raft log behind it (--checkpoint-interval,
+	// checkpoint_interval). Default 10s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// LogLevel is debug, info, warn or error (--log-level, log_level).
 	// Default info.
 	LogLevel string `yaml:"log_level"`
@@ -54,12 +73,13 @@ type DaemonConfig struct {
 // DefaultDaemonConfig returns the defaults of every DaemonConfig field.
 func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
-		Listen:      "127.0.0.1:9090",
-		HTTP:        "127.0.0.1:9091",
-		GossipBind:  "127.0.0.1:7946",
-		AppLease:    DefaultAppLease,
-		MinDiskFree: DefaultMinDiskFreeBytes,
-		LogLevel:    "info",
+		Listen:             "127.0.0.1:9090",
+		HTTP:               "127.0.0.1:9091",
+		GossipBind:         "127.0.0.1:7946",
+		AppLease:           DefaultAppLease,
+		MinDiskFree:        DefaultMinDiskFreeBytes,
+		CheckpointInterval: 10 * time.Second,
+		LogLevel:           "info",
 	}
 }
 
@@ -74,19 +94,12 @@ func (c *DaemonConfig) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.GossipJoin, "gossip-join", c.GossipJoin, "comma-separated gossip addresses to join (optional)")
 	fs.DurationVar(&c.AppLease, "app-lease", c.AppLease, "how long an application stays registered without a heartbeat")
 	fs.Uint64Var(&c.MinDiskFree, "min-disk-free", c.MinDiskFree, "bytes of free disk below which a worker takes no new partitions (0: the default)")
+	fs.Uint64Var(&c.RaftID, "raft-id", c.RaftID, "raft host ID of this master; 0: one master, state in memory only")
+	fs.StringVar(&c.RaftPeers, "raft-peers", c.RaftPeers, "every master as ID=grpc-address, comma-separated (with --raft-id)")
+	fs.StringVar(&c.Data, "data", c.Data, "directory for the raft log and state checkpoint (with --raft-id)")
+	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", c.CheckpointInterval, "how often a replicated master checkpoints its state")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	return fs
-}
-
-// joinList splits GossipJoin.
-func (c *DaemonConfig) joinList() []string {
-	var out []string
-	for a := range strings.SplitSeq(c.GossipJoin, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // shutdownTimeout bounds the graceful stop of the gRPC server; calls still
@@ -102,6 +115,7 @@ type Daemon struct {
 	lis    net.Listener
 	http   *daemon.HTTP
 	node   *gossip.Node
+	rep    *replication // nil: not replicated
 	conns  *connPool
 	cancel context.CancelFunc
 }
@@ -137,7 +151,7 @@ func (d *Daemon) start(dc DaemonConfig) error {
 	d.cancel = cancel
 	meta := gossip.Meta{ID: "master@" + lis.Addr().String(), Addr: lis.Addr().String(), Role: gossip.RoleMaster}
 	d.node, err = gossip.Start(ctx, gossip.Config{
-		BindAddr: dc.GossipBind, Join: dc.joinList(), Meta: func() gossip.Meta { return meta },
+		BindAddr: dc.GossipBind, Join: masterconn.Split(dc.GossipJoin), Meta: func() gossip.Meta { return meta },
 		Logger: d.log.With("component", "gossip"),
 	})
 	if err != nil {
@@ -146,19 +160,50 @@ func (d *Daemon) start(dc DaemonConfig) error {
 	cfg := DefaultConfig()
 	cfg.Members, cfg.Dialer, cfg.Logger, cfg.AppLease = d.node.Members, d.conns.dial, d.log, dc.AppLease
 	cfg.Placement.MinDiskFreeBytes = dc.MinDiskFree
-	if d.srv, err = New(cfg); err != nil {
-		return err
+	var grpcOpts []grpc.ServerOption
+	collectors := []prometheus.Collector{}
+	health := func() error { return d.srv.Health() }
+	if dc.RaftID == 0 {
+		d.srv, err = New(cfg)
+	} else {
+		if d.rep, err = d.openReplication(dc, cfg.Placement); err != nil {
+			return err
+		}
+		grpcOpts, collectors = d.rep.serverOptions(), d.rep.collectors()
+		health = func() error { return errors.Join(d.srv.Health(), d.rep.health()) }
+		d.srv, err = NewReplicated(cfg, d.rep.rep)
 	}
-	reg, err := daemon.NewRegistry(d.srv.Collectors()...)
 	if err != nil {
 		return err
 	}
-	if d.http, err = daemon.ServeHTTP(dc.HTTP, reg, d.srv.Health); err != nil {
+	reg, err := daemon.NewRegistry(append(collectors, d.srv.Collectors()...)...)
+	if err != nil {
 		return err
 	}
-	d.gs = grpc.NewServer()
+	if d.http, err = daemon.ServeHTTP(dc.HTTP, reg, health); err != nil {
+		return err
+	}
+	d.gs = grpc.NewServer(grpcOpts...)
 	rsspb.RegisterMasterServer(d.gs, d.srv)
+	if d.rep != nil {
+		d.rep.register(d.gs)
+	}
 	return nil
+}
+
+// openReplication opens the raft side of a replicated master.
+func (d *Daemon) openReplication(dc DaemonConfig, placement PlacementConfig) (*replication, error) {
+	peers, err := ParsePeers(dc.RaftPeers)
+	if err != nil {
+		return nil, err
+	}
+	if dc.CheckpointInterval <= 0 {
+		return nil, fmt.Errorf("%w: --checkpoint-interval must be positive", ErrInvalidConfig)
+	}
+	return openReplication(replicationConfig{
+		ID: dc.RaftID, Peers: peers, Dir: dc.Data, FS: vfs.Default, Placement: placement,
+		Logger: d.log.With("component", "raft"), CheckpointInterval: dc.CheckpointInterval,
+	})
 }
 
 // Addr returns the gRPC address the daemon listens on.
@@ -204,6 +249,9 @@ func (d *Daemon) close() error {
 	}
 	if d.srv != nil {
 		errs = append(errs, d.srv.Close())
+	}
+	if d.rep != nil {
+		errs = append(errs, d.rep.close())
 	}
 	if d.node != nil {
 		errs = append(errs, d.node.Close())

@@ -10,15 +10,20 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"basalt/internal/daemon"
+	"basalt/internal/testnet"
 	"basalt/internal/testwait"
 	"basalt/rss/gossip"
 	"basalt/rss/master"
@@ -159,5 +164,60 @@ func TestRunDaemonBadConfig(t *testing.T) {
 	}
 	if err := master.RunDaemon(context.Background(), []string{"--help"}, io.Discard); err != nil {
 		t.Errorf("--help: %v", err)
+	}
+}
+
+// TestReplicatedDaemonKeepsItsStateAcrossRestart: a master with
+// --raft-id is a raft group (here of one) keeping its State under --data:
+// stopped and started again on the same directory, the application it
+// registered is still there with its token, which a master without
+// replication would have forgotten.
+func TestReplicatedDaemonKeepsItsStateAcrossRestart(t *testing.T) {
+	listen := testnet.FreeAddr(t)
+	args := []string{"--listen", listen, "--http", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0",
+		"--raft-id", "1", "--raft-peers", "1=" + listen, "--data", t.TempDir(), "--checkpoint-interval", "100ms"}
+	run := func(t *testing.T, body func(rsspb.MasterClient)) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- master.RunDaemon(ctx, args, io.Discard) }()
+		body(dialMaster(t, listen))
+		cancel()
+		noErr(t, <-done)
+	}
+	var token string
+	run(t, func(client rsspb.MasterClient) {
+		testwait.For(t, waitTimeout, "the master registering an application", func() error {
+			resp, err := client.RegisterApplication(t.Context(), &rsspb.RegisterApplicationRequest{AppId: "kept"})
+			token = resp.GetToken()
+			return err
+		})
+		time.Sleep(300 * time.Millisecond) // a checkpoint and a log truncation
+	})
+	run(t, func(client rsspb.MasterClient) {
+		ctx := metadata.AppendToOutgoingContext(t.Context(), master.MetadataApp, "kept", master.MetadataToken, token)
+		testwait.For(t, waitTimeout, "a heartbeat of the application registered before the restart", func() error {
+			_, err := client.ApplicationHeartbeat(ctx, &rsspb.ApplicationHeartbeatRequest{})
+			return err
+		})
+		_, err := client.RegisterApplication(t.Context(), &rsspb.RegisterApplicationRequest{AppId: "kept"})
+		if status.Code(err) != codes.AlreadyExists {
+			t.Errorf("registering the kept application again without its token: %v, want AlreadyExists", err)
+		}
+	})
+}
+
+func TestReplicatedDaemonBadConfig(t *testing.T) {
+	base := []string{"--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0"}
+	for name, args := range map[string][]string{
+		"id not among peers": {"--raft-id", "2", "--raft-peers", "1=127.0.0.1:1", "--data", t.TempDir()},
+		"no data":            {"--raft-id", "1", "--raft-peers", "1=127.0.0.1:1"},
+		"peer without id":    {"--raft-id", "1", "--raft-peers", "127.0.0.1:1", "--data", t.TempDir()},
+		"peer id twice":      {"--raft-id", "1", "--raft-peers", "1=127.0.0.1:1,1=127.0.0.1:2", "--data", t.TempDir()},
+		"zero checkpoints":   {"--raft-id", "1", "--raft-peers", "1=127.0.0.1:1", "--data", t.TempDir(), "--checkpoint-interval", "0s"},
+	} {
+		if err := master.RunDaemon(context.Background(), append(slices.Clone(base), args...), io.Discard); !errors.Is(err, master.ErrInvalidConfig) {
+			t.Errorf("%s: got %v, want ErrInvalidConfig", name, err)
+		}
 	}
 }

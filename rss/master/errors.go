@@ -66,14 +66,17 @@ var wireCodes = []struct {
 }
 
 // toStatus maps err to the gRPC status error the server returns: its
-// sentinel's code, Canceled or DeadlineExceeded for context errors,
-// Internal for anything else.
+// sentinel's code, Unavailable for a NotLeaderError, Canceled or
+// DeadlineExceeded for context errors, Internal for anything else.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
+	}
+	if nl := (*NotLeaderError)(nil); errors.As(err, &nl) {
+		return status.Error(codes.Unavailable, err.Error())
 	}
 	for _, w := range wireCodes {
 		if errors.Is(err, w.err) {

@@ -13,7 +13,7 @@ type metrics struct {
 	mapEnds   *prometheus.CounterVec // by result: won or ignored
 	commits   *prometheus.CounterVec // by result: ok or failed
 	// Gauges computed at each scrape (stateCollector).
-	applications, shuffles, workers *prometheus.Desc
+	applications, shuffles, workers, leader *prometheus.Desc
 }
 
 func newMetrics() *metrics {
@@ -31,6 +31,7 @@ func newMetrics() *metrics {
 		applications: desc("applications", "Registered applications."),
 		shuffles:     desc("active_shuffles", "Registered shuffles, committed or not, over all applications."),
 		workers:      desc("live_workers", "Live workers in the gossip membership."),
+		leader:       desc("leader", "1 while this master carries out the State's duties (the raft leader, or the only master), else 0."),
 	}
 }
 
@@ -66,22 +67,22 @@ type stateCollector struct{ s *Server }
 // Describe implements prometheus.Collector.
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	m := c.s.metrics
-	for _, d := range []*prometheus.Desc{m.applications, m.shuffles, m.workers} {
+	for _, d := range []*prometheus.Desc{m.applications, m.shuffles, m.workers, m.leader} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector. It reports nothing once the
-// server is closed.
+// server is closed. The counts are this master's (a follower's may lag).
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	type counts struct{ apps, shuffles int }
-	n, err := apply(c.s, func(st *State) (counts, error) {
-		a, sh := st.Counts()
-		return counts{a, sh}, nil
-	})
-	if err != nil {
+	if c.s.checkOpen() != nil {
 		return
 	}
+	var n struct{ apps, shuffles int }
+	_ = c.s.store.peek(func(st *State) error {
+		n.apps, n.shuffles = st.Counts()
+		return nil
+	})
 	m := c.s.metrics
 	gauge := func(d *prometheus.Desc, v int) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
@@ -89,4 +90,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.applications, n.apps)
 	gauge(m.shuffles, n.shuffles)
 	gauge(m.workers, len(c.s.workers()))
+	leader := 0
+	if c.s.Leading() {
+		leader = 1
+	}
+	gauge(m.leader, leader)
 }

@@ -20,7 +20,7 @@ func (s *Server) RegisterApplication(ctx context.Context, req *rsspb.RegisterApp
 		}
 		_, presented := credentials(ctx)
 		c := RegisterApp{App: req.GetAppId(), NewToken: token, Presented: presented, Now: s.now(), Lease: s.cfg.AppLease}
-		lease, err := apply(s, func(st *State) (AppLease, error) { return st.RegisterApp(c) })
+		lease, err := update[AppLease](ctx, s, Command{RegisterApp: &c})
 		if err != nil {
 			return nil, err
 		}
@@ -33,7 +33,7 @@ func (s *Server) RegisterApplication(ctx context.Context, req *rsspb.RegisterApp
 func (s *Server) ApplicationHeartbeat(ctx context.Context, _ *rsspb.ApplicationHeartbeatRequest) (*rsspb.ApplicationHeartbeatResponse, error) {
 	return authed(ctx, s, "ApplicationHeartbeat", func(app string) (*rsspb.ApplicationHeartbeatResponse, error) {
 		c := Heartbeat{App: app, Now: s.now(), Lease: s.cfg.AppLease}
-		if _, err := apply(s, func(st *State) (time.Time, error) { return st.Heartbeat(c) }); err != nil {
+		if _, err := update[time.Time](ctx, s, Command{Heartbeat: &c}); err != nil {
 			return nil, err
 		}
 		return &rsspb.ApplicationHeartbeatResponse{LeaseMs: s.cfg.AppLease.Milliseconds()}, nil
@@ -44,7 +44,7 @@ func (s *Server) ApplicationHeartbeat(ctx context.Context, _ *rsspb.ApplicationH
 // workers delete its files (in the background, retried).
 func (s *Server) UnregisterApplication(ctx context.Context, _ *rsspb.UnregisterApplicationRequest) (*rsspb.UnregisterApplicationResponse, error) {
 	return authed(ctx, s, "UnregisterApplication", func(app string) (*rsspb.UnregisterApplicationResponse, error) {
-		r, err := apply(s, func(st *State) (Removal, error) { return st.UnregisterApp(UnregisterApp{App: app}) })
+		r, err := update[Removal](ctx, s, Command{UnregisterApp: &UnregisterApp{App: app}})
 		if err != nil {
 			return nil, err
 		}
@@ -62,7 +62,7 @@ func (s *Server) RegisterShuffle(ctx context.Context, req *rsspb.RegisterShuffle
 			App: app, Shuffle: req.GetShuffleId(), NumMaps: req.GetNumMaps(), NumPartitions: req.GetNumPartitions(),
 			NoReplica: req.GetNoReplica(), Workers: s.workers(), Seed: s.seed(),
 		}
-		layout, err := apply(s, func(st *State) (Layout, error) { return st.RegisterShuffle(c) })
+		layout, err := update[Layout](ctx, s, Command{RegisterShuffle: &c})
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +91,7 @@ func (s *Server) Revive(ctx context.Context, req *rsspb.ReviveRequest) (*rsspb.P
 			App: app, Shuffle: req.GetShuffleId(), Partition: req.GetPartition(), FailedEpoch: req.GetFailedEpoch(),
 			Workers: s.workers(), Seed: s.seed(),
 		}
-		loc, err := apply(s, func(st *State) (Location, error) { return st.Revive(c) })
+		loc, err := update[Location](ctx, s, Command{Revive: &c})
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +110,7 @@ func (s *Server) MapEnd(ctx context.Context, req *rsspb.MapEndRequest) (*rsspb.M
 		c := MapEnd{App: app, Shuffle: req.GetShuffleId(), Attempt: MapAttempt{
 			MapIndex: req.GetMapIndex(), Attempt: req.GetAttempt(), Batches: req.GetBatches(),
 		}}
-		res, err := apply(s, func(st *State) (MapEndResult, error) { return st.MapEnd(c) })
+		res, err := update[MapEndResult](ctx, s, Command{MapEnd: &c})
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +133,7 @@ func (s *Server) CommitShuffle(ctx context.Context, req *rsspb.CommitShuffleRequ
 // winners.
 func (s *Server) GetShuffle(ctx context.Context, req *rsspb.GetShuffleRequest) (*rsspb.ShuffleState, error) {
 	return authed(ctx, s, "GetShuffle", func(app string) (*rsspb.ShuffleState, error) {
-		info, err := apply(s, func(st *State) (ShuffleInfo, error) { return st.Shuffle(app, req.GetShuffleId()) })
+		info, err := view(ctx, s, func(st *State) (ShuffleInfo, error) { return st.Shuffle(app, req.GetShuffleId()) })
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +147,7 @@ func (s *Server) GetShuffle(ctx context.Context, req *rsspb.GetShuffleRequest) (
 func (s *Server) UnregisterShuffle(ctx context.Context, req *rsspb.UnregisterShuffleRequest) (*rsspb.UnregisterShuffleResponse, error) {
 	return authed(ctx, s, "UnregisterShuffle", func(app string) (*rsspb.UnregisterShuffleResponse, error) {
 		c := UnregisterShuffle{App: app, Shuffle: req.GetShuffleId()}
-		r, err := apply(s, func(st *State) (Removal, error) { return st.UnregisterShuffle(c) })
+		r, err := update[Removal](ctx, s, Command{UnregisterShuffle: &c})
 		if errors.Is(err, ErrShuffleNotFound) {
 			return &rsspb.UnregisterShuffleResponse{}, nil
 		}
@@ -164,7 +164,7 @@ func (s *Server) UnregisterShuffle(ctx context.Context, req *rsspb.UnregisterShu
 // and lease expiry. It needs no credentials.
 func (s *Server) Status(ctx context.Context, _ *rsspb.StatusRequest) (*rsspb.StatusResponse, error) {
 	return call(ctx, s, "Status", func() (*rsspb.StatusResponse, error) {
-		apps, err := apply(s, func(st *State) ([]AppInfo, error) { return st.Apps(), nil })
+		apps, err := view(ctx, s, func(st *State) ([]AppInfo, error) { return st.Apps(), nil })
 		if err != nil {
 			return nil, err
 		}

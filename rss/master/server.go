@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"basalt/rss/gossip"
+	"basalt/rss/masterconn"
 	"basalt/rss/rsspb"
 )
 
@@ -39,9 +42,10 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	store stateStore
+
 	mu struct {
 		sync.Mutex
-		state  *State
 		rng    *mrand.Rand
 		closed bool
 	}
@@ -49,14 +53,31 @@ type Server struct {
 
 var _ rsspb.MasterServer = (*Server)(nil)
 
-// New validates cfg and returns a Server with empty state, collecting
-// expired leases every cfg.ExpiryInterval until Close.
+// New validates cfg and returns a Server whose State lives in this
+// process only (lost when it exits), collecting expired leases every
+// cfg.ExpiryInterval until Close.
 func New(cfg Config) (*Server, error) {
+	return newServer(cfg, func() stateStore { return &localStore{state: NewState(cfg.Placement)} })
+}
+
+// NewReplicated is New for a master whose State is replicated through
+// rep's raft group: mutations are proposed, reads wait for a ReadIndex,
+// both only on the leader (elsewhere calls fail with a NotLeaderError,
+// Unavailable across gRPC), and only the leader collects expired leases.
+// rep.Replica must be the group's state machine, built with
+// cfg.Placement.
+func NewReplicated(cfg Config, rep Replication) (*Server, error) {
+	if rep.Host == nil || rep.Replica == nil {
+		return nil, fmt.Errorf("%w: replication needs a raft host and its Replica", ErrInvalidConfig)
+	}
+	return newServer(cfg, func() stateStore { return &raftStore{rep} })
+}
+
+func newServer(cfg Config, store func() stateStore) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics()}
-	s.mu.state = NewState(cfg.Placement)
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), store: store()}
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = mrand.Uint64()
@@ -81,13 +102,11 @@ func (s *Server) Close() error {
 }
 
 // Health reports whether the server is serving: nil, or ErrClosed.
-func (s *Server) Health() error {
-	if err := s.lock(); err != nil {
-		return err
-	}
-	s.mu.Unlock()
-	return nil
-}
+func (s *Server) Health() error { return s.checkOpen() }
+
+// Leading reports whether this master carries out the State's background
+// duties: always without replication, else while it leads the group.
+func (s *Server) Leading() bool { return s.store.leading() }
 
 // Collectors returns the server's Prometheus collectors, for the caller to
 // register (the package registers nothing itself).
@@ -96,24 +115,46 @@ func (s *Server) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcErrors, m.mapEnds, m.commits, stateCollector{s}}
 }
 
-// lock takes s.mu, or fails with ErrClosed after Close.
-func (s *Server) lock() error {
+// checkOpen fails with ErrClosed after Close.
+func (s *Server) checkOpen() error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.mu.closed {
-		s.mu.Unlock()
 		return ErrClosed
 	}
 	return nil
 }
 
-// apply runs fn on the state under the lock.
-func apply[T any](s *Server, fn func(*State) (T, error)) (T, error) {
-	if err := s.lock(); err != nil {
-		var zero T
+// update applies c to the State (through the store) and returns the
+// State method's value.
+func update[T any](ctx context.Context, s *Server, c Command) (T, error) {
+	var zero T
+	if err := s.checkOpen(); err != nil {
 		return zero, err
 	}
-	defer s.mu.Unlock()
-	return fn(s.mu.state)
+	v, err := s.store.update(ctx, c)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok && v != nil {
+		return zero, fmt.Errorf("rss master: a command returned %T, want %T", v, zero)
+	}
+	return t, nil
+}
+
+// view runs the query fn on a linearizable view of the State.
+func view[T any](ctx context.Context, s *Server, fn func(*State) (T, error)) (T, error) {
+	var out T
+	if err := s.checkOpen(); err != nil {
+		return out, err
+	}
+	err := s.store.view(ctx, func(st *State) error {
+		var err error
+		out, err = fn(st)
+		return err
+	})
+	return out, err
 }
 
 // seed returns a seed for one placement command.
@@ -132,6 +173,13 @@ func call[T any](ctx context.Context, s *Server, method string, fn func() (T, er
 	err := ctx.Err()
 	if err == nil {
 		resp, err = fn()
+	}
+	if err != nil {
+		tr := metadata.Pairs(masterconn.TrailerServed, "1")
+		if nl := (*NotLeaderError)(nil); errors.As(err, &nl) {
+			tr.Set(masterconn.TrailerLeader, nl.Leader)
+		}
+		_ = grpc.SetTrailer(ctx, tr)
 	}
 	err = toStatus(err)
 	s.metrics.observe(method, err)
@@ -176,7 +224,7 @@ func (s *Server) authenticate(ctx context.Context) (string, error) {
 	if app == "" {
 		return "", fmt.Errorf("%w: no %s metadata", ErrUnauthenticated, MetadataApp)
 	}
-	_, err := apply(s, func(st *State) (struct{}, error) {
+	_, err := view(ctx, s, func(st *State) (struct{}, error) {
 		return struct{}{}, st.Authenticate(app, token, s.now())
 	})
 	return app, err

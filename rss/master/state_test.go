@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -347,6 +348,22 @@ func TestRegisterAppTokens(t *testing.T) {
 	if want := (master.AppLease{Token: "tok", Expires: t0.Add(time.Second + lease)}); l != want {
 		t.Errorf("re-register with the token = %+v, want %+v", l, want)
 	}
+}
+
+// A client choosing its token: a registration retried after a lost reply
+// renews the application the first attempt created.
+func TestRegisterAppWithAChosenToken(t *testing.T) {
+	st := master.NewState(master.PlacementConfig{})
+	chosen := strings.Repeat("c", master.MinTokenLen)
+	for i := range 2 {
+		l, err := st.RegisterApp(master.RegisterApp{App: "app", NewToken: "drawn", Presented: chosen, Now: t0, Lease: lease})
+		noErr(t, err)
+		if l.Token != chosen {
+			t.Fatalf("registration %d got token %q, want the chosen one", i, l.Token)
+		}
+	}
+	_, err := st.RegisterApp(master.RegisterApp{App: "short", NewToken: "drawn", Presented: "short", Now: t0, Lease: lease})
+	wantErr(t, "a chosen token shorter than MinTokenLen", err, master.ErrInvalidArgument)
 }
 
 func TestRegisterShuffleIsIdempotentForTheSameShape(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 // Config.CommitTimeout, then records the outcome (State.CommitDone). A
 // committed shuffle is not committed again.
 func (s *Server) commitShuffle(ctx context.Context, app string, shuffle int32) error {
-	plan, err := apply(s, func(st *State) (CommitPlan, error) { return st.CommitPlan(app, shuffle) })
+	plan, err := view(ctx, s, func(st *State) (CommitPlan, error) { return st.CommitPlan(app, shuffle) })
 	if err != nil || plan.Committed {
 		return err
 	}
@@ -25,7 +25,7 @@ func (s *Server) commitShuffle(ctx context.Context, app string, shuffle int32) e
 		return err
 	}
 	c := CommitDone{App: app, Shuffle: shuffle, Gen: plan.Gen, Failed: failed}
-	out, err := apply(s, func(st *State) (CommitOutcome, error) { return st.CommitDone(c) })
+	out, err := update[CommitOutcome](ctx, s, Command{CommitDone: &c})
 	if err != nil {
 		log.Warn("shuffle not committed", "err", err)
 		return err
@@ -142,9 +142,14 @@ func (s *Server) expiryLoop() {
 }
 
 // expire removes the applications whose lease ran out and deletes their
-// files on the workers.
+// files on the workers; only where the State's duties run (Leading).
 func (s *Server) expire() {
-	removed, err := apply(s, func(st *State) ([]Removal, error) { return st.Expire(Expire{Now: s.now()}), nil })
+	if !s.store.leading() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ExpiryInterval)
+	defer cancel()
+	removed, err := update[[]Removal](ctx, s, Command{Expire: &Expire{Now: s.now()}})
 	if err != nil {
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"basalt/rss/masterconn"
 	"basalt/rss/rsspb"
 )
 
@@ -22,7 +23,7 @@ type rssFlags struct {
 func newRSS(g *globals) *cobra.Command {
 	f := &rssFlags{}
 	cmd := &cobra.Command{Use: "rss", Short: "Inspect the remote shuffle service (status, workers, apps, shuffles) and decommission workers"}
-	cmd.PersistentFlags().StringVar(&f.master, "master", "127.0.0.1:9090", "RSS master gRPC address")
+	cmd.PersistentFlags().StringVar(&f.master, "master", "127.0.0.1:9090", "RSS master gRPC address, or a comma-separated list of replicated masters")
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 10*time.Second, "deadline for the request")
 	show := func(use, short string, text func(*rsspb.StatusResponse) string, pick func(*rsspb.StatusResponse) any) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
@@ -102,9 +103,9 @@ func rssDecommissionText(addr string, r *rsspb.DecommissionResponse) string {
 
 // status asks the master for its status.
 func (f *rssFlags) status(ctx context.Context) (*rsspb.StatusResponse, error) {
-	conn, err := grpc.NewClient(f.master, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := masterconn.Dial(masterconn.Split(f.master), f.timeout, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, fmt.Errorf("dialing RSS master %s: %w", f.master, err)
+		return nil, fmt.Errorf("RSS master %q: %w", f.master, err)
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
