@@ -118,9 +118,7 @@ func TestShuffleDiskFullWorkerClientsMoveOn(t *testing.T) {
 	// (the job's records shrink several times under LZ4).
 	a := c.appWith(t, "diskfull", rssclient.CodecNone)
 	j := job{maps: 48, partitions: 30, recordsPerMap: 6000}
-	if err := a.RegisterShuffle(t.Context(), 4, j.maps, j.partitions); err != nil {
-		t.Fatal(err)
-	}
+	j.register(t, a, 4)
 	j.runMapsWithin(t, a, 4, 4, 45*time.Second)
 	if n := full.mustMetric(t, `basalt_rss_worker_push_rejected_total{reason="disk_full"}`); n == 0 {
 		t.Fatal("the worker on the 4 MiB tmpfs refused no batch for a full disk: make the job bigger")
@@ -180,9 +178,7 @@ func TestShuffleMemoryPressure(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = a.Close() })
 	j := job{maps: 50, partitions: 20, recordsPerMap: 4000}
-	if err := a.RegisterShuffle(t.Context(), 6, j.maps, j.partitions); err != nil {
-		t.Fatal(err)
-	}
+	j.register(t, a, 6)
 	if got := w.mustMetric(t, "basalt_rss_worker_memory_limit_bytes"); got != limit {
 		t.Fatalf("worker memory limit %v, want %d", got, limit)
 	}

@@ -1,11 +1,14 @@
 package e2e_test
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,9 +87,7 @@ func TestShuffleMasterFailover(t *testing.T) {
 	c := startReplicatedRSS(t, 3)
 	a := c.app(t, "failover")
 	j := job{maps: 60, partitions: 50, recordsPerMap: 1000}
-	if err := a.RegisterShuffle(t.Context(), 1, j.maps, j.partitions); err != nil {
-		t.Fatal(err)
-	}
+	j.register(t, a, 1)
 	first := c.leader()
 	var finished atomic.Int64
 	done := make(chan error, 1)
@@ -115,20 +116,61 @@ func TestShuffleMasterFailover(t *testing.T) {
 
 	// The master that was restarted holds the whole State too (it applied
 	// the commit it missed): its own count of shuffles is 1.
-	waitFor(t, 30*time.Second, "the restarted master's state caught up", func() error {
-		v, err := c.masters[first].metric("basalt_rss_master_active_shuffles")
-		if err == nil && v != 1 {
-			err = fmt.Errorf("%v active shuffles", v)
-		}
-		return err
-	})
+	waitMetric(t, c.masters[first], "basalt_rss_master_active_shuffles", 1)
 	small := job{maps: 10, partitions: 10, recordsPerMap: 200}
-	if err := a.RegisterShuffle(t.Context(), 2, small.maps, small.partitions); err != nil {
+	small.run(t, a, 2, 4)
+}
+
+// pause stops p with SIGSTOP (it holds its connections but answers
+// nothing) until resume.
+func (p *proc) pause()  { p.sendSignal(syscall.SIGSTOP) }
+func (p *proc) resume() { p.sendSignal(syscall.SIGCONT) }
+
+func (p *proc) sendSignal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// TestShuffleMasterFailoverFinishesDeletions: an application ends while
+// its workers do not answer, so the leader cannot delete its files; the
+// leader is killed. The new leader finds the deletion pending in the
+// replicated State and carries it out once the workers answer again: no
+// shuffle file is left behind.
+func TestShuffleMasterFailoverFinishesDeletions(t *testing.T) {
+	c := startReplicatedRSS(t, 2)
+	a := c.app(t, "cleanup")
+	j := job{maps: 8, partitions: 8, recordsPerMap: 500}
+	j.run(t, a, 1, 4)
+	appDirs := []string{filepath.Join(c.dir, "worker0", "apps", "cleanup"), filepath.Join(c.dir, "worker1", "apps", "cleanup")}
+	for _, d := range appDirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("before the unregistration: %v", err)
+		}
+	}
+
+	leader := c.leader()
+	for _, w := range c.workers {
+		w.pause()
+	}
+	if err := a.Unregister(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	small.runMaps(t, a, 2, 4)
-	if err := a.CommitShuffle(t.Context(), 2); err != nil {
-		t.Fatal(err)
+	waitMetric(t, c.masters[leader], "basalt_rss_master_pending_deletions", 1)
+	c.masters[leader].kill9()
+	for _, w := range c.workers {
+		w.resume()
 	}
-	small.checkOutput(t, a, 2, 4)
+	next := c.leader(leader)
+	waitFor(t, 60*time.Second, "the application's files deleted on both workers", func() error {
+		for _, d := range appDirs {
+			if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%s: %v", d, err)
+			}
+		}
+		return nil
+	})
+	waitMetric(t, c.masters[next], "basalt_rss_master_pending_deletions", 0)
 }

@@ -162,6 +162,38 @@ func (j job) runMap(ctx context.Context, a *rssclient.App, shuffle, m, attempt, 
 	return w.Close(ctx)
 }
 
+// run is a whole shuffle: register it, run every map (par at once),
+// commit, and check every partition (par at once).
+func (j job) run(t *testing.T, a *rssclient.App, shuffle, par int) {
+	t.Helper()
+	j.register(t, a, shuffle)
+	j.runMaps(t, a, shuffle, par)
+	if err := a.CommitShuffle(t.Context(), shuffle); err != nil {
+		t.Fatalf("commit shuffle %d: %v", shuffle, err)
+	}
+	j.checkOutput(t, a, shuffle, par)
+}
+
+// register registers shuffle with j's shape.
+func (j job) register(t *testing.T, a *rssclient.App, shuffle int) {
+	t.Helper()
+	if err := a.RegisterShuffle(t.Context(), shuffle, j.maps, j.partitions); err != nil {
+		t.Fatalf("register shuffle %d: %v", shuffle, err)
+	}
+}
+
+// waitMetric waits until p's metric name equals want.
+func waitMetric(t testing.TB, p *proc, name string, want float64) {
+	t.Helper()
+	waitFor(t, 60*time.Second, fmt.Sprintf("%s = %v", name, want), func() error {
+		v, err := p.metric(name)
+		if err == nil && v != want {
+			err = fmt.Errorf("%s is %v", name, v)
+		}
+		return err
+	})
+}
+
 // runMaps runs every map (attempt 0) with par at once.
 func (j job) runMaps(t *testing.T, a *rssclient.App, shuffle, par int) {
 	t.Helper()
@@ -256,14 +288,7 @@ func TestShuffleExactOutput(t *testing.T) {
 	c := startRSS(t, 3)
 	a := c.app(t, "exact")
 	j := job{maps: 200, partitions: 500, recordsPerMap: 2000}
-	if err := a.RegisterShuffle(t.Context(), 1, j.maps, j.partitions); err != nil {
-		t.Fatal(err)
-	}
-	j.runMaps(t, a, 1, 8)
-	if err := a.CommitShuffle(t.Context(), 1); err != nil {
-		t.Fatal(err)
-	}
-	j.checkOutput(t, a, 1, 16)
+	j.run(t, a, 1, 8)
 }
 
 // TestShuffleSpeculativeAndWorkerLoss: map 0 has three attempts (one dies
@@ -275,9 +300,7 @@ func TestShuffleSpeculativeAndWorkerLoss(t *testing.T) {
 	c := startRSS(t, 3)
 	a := c.app(t, "spec")
 	j := job{maps: 20, partitions: 40, recordsPerMap: 1000}
-	if err := a.RegisterShuffle(t.Context(), 7, j.maps, j.partitions); err != nil {
-		t.Fatal(err)
-	}
+	j.register(t, a, 7)
 	ctx := t.Context()
 	if _, err := j.runMap(ctx, a, 7, 0, 0, j.recordsPerMap/2); err != nil {
 		t.Fatal(err)
@@ -308,9 +331,7 @@ func TestShuffleWorkerKilledDuringPush(t *testing.T) {
 	c := startRSS(t, 3)
 	a := c.app(t, "killpush")
 	j := job{maps: 40, partitions: 60, recordsPerMap: 3000}
-	if err := a.RegisterShuffle(t.Context(), 3, j.maps, j.partitions); err != nil {
-		t.Fatal(err)
-	}
+	j.register(t, a, 3)
 	var finished atomic.Int64
 	done := make(chan error, 1)
 	go func() { done <- j.runMapsCounting(t.Context(), a, 3, 4, &finished) }()
@@ -336,9 +357,7 @@ func TestShuffleWorkerRestartServesCommitted(t *testing.T) {
 	c := startRSS(t, 2)
 	a := c.app(t, "restart")
 	j := job{maps: 10, partitions: 20, recordsPerMap: 1000}
-	if err := a.RegisterShuffle(t.Context(), 2, j.maps, j.partitions); err != nil {
-		t.Fatal(err)
-	}
+	j.register(t, a, 2)
 	j.runMaps(t, a, 2, 4)
 	if err := a.CommitShuffle(t.Context(), 2); err != nil {
 		t.Fatal(err)

@@ -90,6 +90,9 @@ func (s *State) Heartbeat(c Heartbeat) (time.Time, error) {
 // Removal is what was removed from the State and must be deleted on the
 // workers: one shuffle, or a whole application (Shuffle < 0).
 type Removal struct {
+	// ID identifies the pending deletion (see DeletionDone); 0 when there
+	// is nothing to delete (no workers).
+	ID    uint64
 	App   string
 	Token string
 	// Shuffle is the removed shuffle, or -1 for the whole application.
@@ -115,7 +118,7 @@ func (s *State) UnregisterApp(c UnregisterApp) (Removal, error) {
 // removeApp deletes a and returns its Removal.
 func (s *State) removeApp(a *app) Removal {
 	delete(s.apps, a.id)
-	return Removal{App: a.id, Token: a.token, Shuffle: -1, Workers: workersOf(slices.Collect(maps.Values(a.shuffles))...)}
+	return s.record(Removal{App: a.id, Token: a.token, Shuffle: -1, Workers: workersOf(slices.Collect(maps.Values(a.shuffles))...)})
 }
 
 // Expire removes every application whose lease ran out at or before Now.
@@ -126,12 +129,12 @@ type Expire struct {
 // Expire applies c and returns the removals, sorted by application id.
 func (s *State) Expire(c Expire) []Removal {
 	var out []Removal
-	for _, a := range s.apps {
-		if !c.Now.Before(a.expires) {
+	// In id order: each Removal's ID must be the same on every replica.
+	for _, id := range slices.Sorted(maps.Keys(s.apps)) {
+		if a := s.apps[id]; !c.Now.Before(a.expires) {
 			out = append(out, s.removeApp(a))
 		}
 	}
-	slices.SortFunc(out, func(a, b Removal) int { return cmp.Compare(a.App, b.App) })
 	return out
 }
 

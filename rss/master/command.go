@@ -23,6 +23,7 @@ type Command struct {
 	MapEnd            *MapEnd            `json:"map_end,omitempty"`
 	CommitDone        *CommitDone        `json:"commit_done,omitempty"`
 	UnregisterShuffle *UnregisterShuffle `json:"unregister_shuffle,omitempty"`
+	DeletionDone      *DeletionDone      `json:"deletion_done,omitempty"`
 }
 
 // set returns how many of c's fields are set.
@@ -63,7 +64,7 @@ func DecodeCommand(b []byte) (Command, error) {
 
 // Apply applies the one mutation c carries and returns the method's
 // result (AppLease, time.Time, Removal, []Removal, Layout, Location,
-// MapEndResult, CommitOutcome) and error.
+// MapEndResult, CommitOutcome, or nil for DeletionDone) and error.
 func (s *State) Apply(c Command) (any, error) {
 	switch {
 	case c.RegisterApp != nil:
@@ -84,6 +85,9 @@ func (s *State) Apply(c Command) (any, error) {
 		return s.CommitDone(*c.CommitDone)
 	case c.UnregisterShuffle != nil:
 		return s.UnregisterShuffle(*c.UnregisterShuffle)
+	case c.DeletionDone != nil:
+		s.DeletionDone(*c.DeletionDone)
+		return nil, nil
 	}
 	return nil, fmt.Errorf("%w: an empty command", ErrInvalidArgument)
 }
@@ -93,6 +97,9 @@ func (s *State) Apply(c Command) (any, error) {
 // to equal bytes.
 type snapshot struct {
 	Apps []snapApp `json:"apps"`
+	// Deletions are the pending deletions, by ID.
+	Deletions    []Removal `json:"deletions,omitempty"`
+	LastDeletion uint64    `json:"last_deletion,omitempty"`
 }
 
 type snapApp struct {
@@ -128,6 +135,7 @@ func (s *State) MarshalSnapshot() ([]byte, error) {
 		}
 		snap.Apps = append(snap.Apps, sa)
 	}
+	snap.Deletions, snap.LastDeletion = s.PendingDeletions(), s.lastDeletion
 	b, err := json.Marshal(snap)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the master state: %w", err)
@@ -160,6 +168,13 @@ func (s *State) RestoreSnapshot(b []byte) error {
 		}
 		apps[sa.ID] = a
 	}
-	s.apps = apps
+	deletions := make(map[uint64]*Removal, len(snap.Deletions))
+	for _, r := range snap.Deletions {
+		if r.ID == 0 || r.ID > snap.LastDeletion {
+			return fmt.Errorf("%w: master snapshot: deletion ID %d (last %d)", ErrInvalidArgument, r.ID, snap.LastDeletion)
+		}
+		deletions[r.ID] = &r
+	}
+	s.apps, s.deletions, s.lastDeletion = apps, deletions, snap.LastDeletion
 	return nil
 }

@@ -19,9 +19,10 @@
 // the workers through Config.Dialer: Commit on every worker of a shuffle
 // (CommitShuffle, in parallel, bounded by Config.CommitTimeout) and
 // DeleteShuffle when a shuffle or an application goes away, including by
-// lease expiry (in the background, retried, best effort). RunDaemon is
-// the basalt-rss-master process: the Server, a gossip node with role
-// "master" whose membership feeds Config.Members, and /metrics and
+// lease expiry (in the background, retried, then given up). RunDaemon
+// is the basalt-rss-master process: the Server, a gossip node with role
+// "master" whose membership feeds Config.Members, with --raft-id the
+// raft host and its transport on the same gRPC port, and /metrics and
 // /healthz.
 //
 // # What it does not own
@@ -33,24 +34,38 @@
 //
 // # Durability and replication
 //
-// In this slice the State lives in memory only: a restarted master has
-// forgotten every application, whose clients must register again. The
-// State is shaped for replication on the repository's raft runtime: every
-// mutation is one State method taking one command value (RegisterApp,
-// Heartbeat, UnregisterApp, Expire, RegisterShuffle, Revive, MapEnd,
-// CommitDone, UnregisterShuffle) that carries everything the method
-// depends on — the time, the worker view, the random seed, a new token —
-// so applying the same commands in the same order gives the same State on
-// every replica; reads (Authenticate, CommitPlan, Shuffle, Apps) do not
-// mutate. Replication will make Server propose these commands instead of
-// applying them directly.
+// Every mutation is one State method taking one command value (Command:
+// RegisterApp, Heartbeat, UnregisterApp, Expire, RegisterShuffle, Revive,
+// MapEnd, CommitDone, UnregisterShuffle, DeletionDone) that carries
+// everything the method depends on — the time, the worker view, the
+// random seed, a new token — so applying the same commands in the same
+// order gives the same State on every replica; reads (Authenticate,
+// CommitPlan, Shuffle, Apps, PendingDeletions) do not mutate.
+//
+// New keeps the State in memory only (a restarted master has forgotten
+// every application). NewReplicated keeps it in a raft group of the
+// repository's raft runtime (ReplicationGroup on a raft.Host): the Server
+// proposes each command (JSON, EncodeCommand) and returns the value the
+// Replica, the group's state machine, computed applying it; reads wait
+// for a ReadIndex. Both happen on the leader only: elsewhere a call fails
+// with a NotLeaderError, Unavailable across gRPC with the leader's
+// address in the basalt-rss-leader trailer, which package masterconn
+// follows. The Replica checkpoints the whole State to one file (the
+// daemon's --checkpoint-interval) and the raft log is truncated behind
+// it. Side effects on the workers run where the State's duties run (the
+// leader): lease expiry, commits, and deletions, which are recorded in
+// the State as pending until each worker reported its files gone, so a
+// new leader finishes what the old one left. Every command a client
+// drives is safe to apply twice (a call retried after a failover): see
+// docs/rss.md.
 //
 // # Concurrency and I/O
 //
 // State is not safe for concurrent use and does no I/O. Server is safe
-// for concurrent use: it serializes State access under one mutex, never
-// holds it across a call to a worker, and runs the lease collector and
-// the deletion retries in goroutines that Close stops. An RPC whose
+// for concurrent use: it serializes State access (a mutex, or the raft
+// apply loop), never holds it across a call to a worker, and runs the
+// lease collector and the deletion retries in goroutines that Close
+// stops. An RPC whose
 // context ends returns Canceled or DeadlineExceeded; a CommitShuffle
 // whose context ends while workers commit records nothing and can be
 // retried.

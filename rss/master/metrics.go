@@ -13,7 +13,7 @@ type metrics struct {
 	mapEnds   *prometheus.CounterVec // by result: won or ignored
 	commits   *prometheus.CounterVec // by result: ok or failed
 	// Gauges computed at each scrape (stateCollector).
-	applications, shuffles, workers, leader *prometheus.Desc
+	applications, shuffles, workers, leader, deletions *prometheus.Desc
 }
 
 func newMetrics() *metrics {
@@ -31,6 +31,7 @@ func newMetrics() *metrics {
 		applications: desc("applications", "Registered applications."),
 		shuffles:     desc("active_shuffles", "Registered shuffles, committed or not, over all applications."),
 		workers:      desc("live_workers", "Live workers in the gossip membership."),
+		deletions:    desc("pending_deletions", "Removed applications and shuffles whose files some worker has not deleted yet."),
 		leader:       desc("leader", "1 while this master carries out the State's duties (the raft leader, or the only master), else 0."),
 	}
 }
@@ -67,7 +68,7 @@ type stateCollector struct{ s *Server }
 // Describe implements prometheus.Collector.
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	m := c.s.metrics
-	for _, d := range []*prometheus.Desc{m.applications, m.shuffles, m.workers, m.leader} {
+	for _, d := range []*prometheus.Desc{m.applications, m.shuffles, m.workers, m.leader, m.deletions} {
 		ch <- d
 	}
 }
@@ -78,9 +79,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.s.checkOpen() != nil {
 		return
 	}
-	var n struct{ apps, shuffles int }
+	var n struct{ apps, shuffles, deletions int }
 	_ = c.s.store.peek(func(st *State) error {
 		n.apps, n.shuffles = st.Counts()
+		n.deletions = len(st.PendingDeletions())
 		return nil
 	})
 	m := c.s.metrics
@@ -89,6 +91,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(m.applications, n.apps)
 	gauge(m.shuffles, n.shuffles)
+	gauge(m.deletions, n.deletions)
 	gauge(m.workers, len(c.s.workers()))
 	leader := 0
 	if c.s.Leading() {

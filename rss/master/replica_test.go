@@ -16,8 +16,8 @@ import (
 
 // history is a run of commands touching every mutation: two applications,
 // a shuffle placed, revived, its maps ended (one twice, one by a losing
-// attempt), committed, a second shuffle removed, one application
-// unregistered and the other expired.
+// attempt), committed, a second shuffle removed and its deletion done on
+// one worker, one application expired and an unknown one unregistered.
 func history() []master.Command {
 	workers := mastertest.WorkerMetas(3)
 	token := string(bytes.Repeat([]byte("k"), master.MinTokenLen))
@@ -34,6 +34,7 @@ func history() []master.Command {
 		{MapEnd: &master.MapEnd{App: "a", Shuffle: 1, Attempt: master.MapAttempt{MapIndex: 1, Attempt: 3, Batches: []int32{0, 0, 0, 5}}}},
 		{CommitDone: &master.CommitDone{App: "a", Shuffle: 1, Gen: 1, Failed: []string{"w1"}}},
 		{UnregisterShuffle: &master.UnregisterShuffle{App: "a", Shuffle: 2}},
+		{DeletionDone: &master.DeletionDone{ID: 1, Worker: "w3"}},
 		{Expire: &master.Expire{Now: t0.Add(lease)}},
 		{UnregisterApp: &master.UnregisterApp{App: "nope"}},
 	}

@@ -48,6 +48,8 @@ type Server struct {
 		sync.Mutex
 		rng    *mrand.Rand
 		closed bool
+		// deleting holds the worker deletions running in this process.
+		deleting map[deletionKey]bool
 	}
 }
 
@@ -83,6 +85,7 @@ func newServer(cfg Config, store func() stateStore) (*Server, error) {
 		seed = mrand.Uint64()
 	}
 	s.mu.rng = mrand.New(mrand.NewPCG(seed, 0))
+	s.mu.deleting = make(map[deletionKey]bool)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.expiryLoop()

@@ -280,6 +280,14 @@ func TestUnregisterShuffleDeletesOnWorkers(t *testing.T) {
 	_, err := c.client.UnregisterShuffle(a.ctx(t), &rsspb.UnregisterShuffleRequest{ShuffleId: 3})
 	noErr(t, err)
 	waitDeletes(t, c, a, 3, want)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.srv.Collectors()...)
+	testwait.For(t, waitTimeout, "no deletion pending", func() error {
+		if n := gather(t, reg)["basalt_rss_master_pending_deletions"]; n != 0 {
+			return fmt.Errorf("%v pending", n)
+		}
+		return nil
+	})
 	_, err = c.client.GetShuffle(a.ctx(t), &rsspb.GetShuffleRequest{ShuffleId: 3})
 	wantCode(t, "GetShuffle after unregister", err, codes.NotFound)
 	_, err = c.client.UnregisterShuffle(a.ctx(t), &rsspb.UnregisterShuffleRequest{ShuffleId: 3})

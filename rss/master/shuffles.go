@@ -272,7 +272,7 @@ func (s *State) UnregisterShuffle(c UnregisterShuffle) (Removal, error) {
 	}
 	a := s.apps[c.App]
 	delete(a.shuffles, c.Shuffle)
-	return Removal{App: a.id, Token: a.token, Shuffle: c.Shuffle, Workers: workersOf(sh)}, nil
+	return s.record(Removal{App: a.id, Token: a.token, Shuffle: c.Shuffle, Workers: workersOf(sh)}), nil
 }
 
 // ShuffleInfo is a copy of a shuffle's state, for readers.

@@ -47,6 +47,10 @@ type MapAttempt struct {
 type State struct {
 	placement PlacementConfig
 	apps      map[string]*app
+	// deletions holds the Removals whose files are not deleted on every
+	// worker yet, by ID; lastDeletion is the last ID given.
+	deletions    map[uint64]*Removal
+	lastDeletion uint64
 }
 
 // app is one registered application.
@@ -78,7 +82,7 @@ type shuffle struct {
 // take their defaults).
 func NewState(cfg PlacementConfig) *State {
 	cfg.fillDefaults()
-	return &State{placement: cfg, apps: make(map[string]*app)}
+	return &State{placement: cfg, apps: make(map[string]*app), deletions: make(map[uint64]*Removal)}
 }
 
 // shuffleOf returns the shuffle of a live application.

@@ -310,7 +310,7 @@ func TestLeaseExpiry(t *testing.T) {
 	end := t0.Add(5*time.Second + lease)
 	wantErr(t, "Authenticate after the lease ran out", st.Authenticate("app", "tok", end), master.ErrAppNotFound)
 	got := st.Expire(master.Expire{Now: end})
-	want := []master.Removal{{App: "app", Token: "tok", Shuffle: -1, Workers: refs(locs)}}
+	want := []master.Removal{{ID: 1, App: "app", Token: "tok", Shuffle: -1, Workers: refs(locs)}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Expire = %+v, want %+v", got, want)
 	}
@@ -458,9 +458,64 @@ func TestUnregisterShuffle(t *testing.T) {
 	locs := place(t, st, 1, 3, false, mastertest.WorkerMetas(3), 1)
 	r, err := st.UnregisterShuffle(master.UnregisterShuffle{App: "app", Shuffle: 1})
 	noErr(t, err)
-	if want := (master.Removal{App: "app", Token: "tok", Shuffle: 1, Workers: refs(locs)}); !reflect.DeepEqual(r, want) {
+	if want := (master.Removal{ID: 1, App: "app", Token: "tok", Shuffle: 1, Workers: refs(locs)}); !reflect.DeepEqual(r, want) {
 		t.Errorf("UnregisterShuffle = %+v, want %+v", r, want)
 	}
 	_, err = st.UnregisterShuffle(master.UnregisterShuffle{App: "app", Shuffle: 1})
 	wantErr(t, "second UnregisterShuffle", err, master.ErrShuffleNotFound)
+}
+
+// TestPendingDeletions: a removal stays pending until every worker
+// reported its files gone; reports are idempotent; the pending set
+// survives a snapshot.
+func TestPendingDeletions(t *testing.T) {
+	st := newState(t)
+	workers := mastertest.WorkerMetas(3)
+	locs := place(t, st, 1, 3, false, workers, 1)
+	place(t, st, 2, 1, true, workers[:1], 1)
+	r, err := st.UnregisterShuffle(master.UnregisterShuffle{App: "app", Shuffle: 1})
+	noErr(t, err)
+	if got := st.PendingDeletions(); len(got) != 1 || !reflect.DeepEqual(got[0], r) || r.ID != 1 {
+		t.Fatalf("pending %+v, want the removal %+v with ID 1", got, r)
+	}
+	all := refs(locs)
+	st.DeletionDone(master.DeletionDone{ID: r.ID, Worker: all[0].ID})
+	st.DeletionDone(master.DeletionDone{ID: r.ID, Worker: all[0].ID})
+	st.DeletionDone(master.DeletionDone{ID: 99, Worker: all[1].ID})
+	if got := st.PendingDeletions(); len(got) != 1 || !reflect.DeepEqual(got[0].Workers, all[1:]) {
+		t.Fatalf("pending %+v, want workers %v left", got, all[1:])
+	}
+	gone, err := st.UnregisterApp(master.UnregisterApp{App: "app"})
+	noErr(t, err)
+	if gone.ID != 2 {
+		t.Fatalf("second removal has ID %d, want 2", gone.ID)
+	}
+
+	b, err := st.MarshalSnapshot()
+	noErr(t, err)
+	restored := master.NewState(master.PlacementConfig{})
+	noErr(t, restored.RestoreSnapshot(b))
+	if got, want := restored.PendingDeletions(), st.PendingDeletions(); !reflect.DeepEqual(got, want) || len(got) != 2 {
+		t.Fatalf("restored pending %+v, want %+v", got, want)
+	}
+	for _, w := range all[1:] {
+		restored.DeletionDone(master.DeletionDone{ID: 1, Worker: w.ID})
+	}
+	restored.DeletionDone(master.DeletionDone{ID: 2, Worker: workers[0].ID})
+	if got := restored.PendingDeletions(); len(got) != 0 {
+		t.Fatalf("pending %+v after every report, want none", got)
+	}
+	if _, err := restored.RegisterApp(master.RegisterApp{App: "next", NewToken: "t", Now: t0, Lease: lease}); err != nil {
+		t.Fatal(err)
+	}
+	removeAgain := func() master.Removal {
+		_, err := restored.RegisterShuffle(master.RegisterShuffle{App: "next", Shuffle: 1, NumMaps: 1, NumPartitions: 1, Workers: workers, Seed: 1})
+		noErr(t, err)
+		r, err := restored.UnregisterShuffle(master.UnregisterShuffle{App: "next", Shuffle: 1})
+		noErr(t, err)
+		return r
+	}
+	if r := removeAgain(); r.ID != 3 {
+		t.Fatalf("a removal after the restore has ID %d, want 3 (IDs are not reused)", r.ID)
+	}
 }

@@ -75,7 +75,9 @@ func (s *Server) commitOn(ctx context.Context, w WorkerRef, shuffle int32) error
 
 // deleteAsync has every worker of r delete r's files, in the background:
 // each worker is tried up to Config.DeleteAttempts times with backoff,
-// then given up with a warning. Close abandons the retries; after Close
+// then given up with a warning; either way the State is told
+// (DeletionDone). A worker already deleting r's files is not asked twice.
+// Close abandons the retries (a later leader finishes them); after Close
 // nothing is started.
 func (s *Server) deleteAsync(r Removal) {
 	s.mu.Lock()
@@ -84,12 +86,29 @@ func (s *Server) deleteAsync(r Removal) {
 		return
 	}
 	for _, w := range r.Workers {
-		s.wg.Go(func() { s.deleteOn(w, r) })
+		key := deletionKey{r.ID, w.ID}
+		if s.mu.deleting[key] {
+			continue
+		}
+		s.mu.deleting[key] = true
+		s.wg.Go(func() {
+			s.deleteOn(w, r)
+			s.mu.Lock()
+			delete(s.mu.deleting, key)
+			s.mu.Unlock()
+		})
 	}
 }
 
+// deletionKey names one worker's part of a pending deletion.
+type deletionKey struct {
+	id     uint64
+	worker string
+}
+
 // deleteOn retries DeleteShuffle on one worker until it succeeds, the
-// attempts run out or the server closes.
+// attempts run out or the server closes, and records the outcome unless
+// the server closed.
 func (s *Server) deleteOn(w WorkerRef, r Removal) {
 	log := s.log.With("app", r.App, "shuffle", r.Shuffle, "worker", w.ID)
 	backoff := s.cfg.DeleteBackoff
@@ -97,11 +116,11 @@ func (s *Server) deleteOn(w WorkerRef, r Removal) {
 		err := s.deleteCall(w, r)
 		if err == nil {
 			log.Debug("shuffle files deleted")
-			return
+			break
 		}
 		if attempt >= s.cfg.DeleteAttempts {
 			log.Warn("giving up deleting shuffle files", "attempts", attempt, "err", err)
-			return
+			break
 		}
 		log.Debug("deleting shuffle files failed; retrying", "attempt", attempt, "err", err)
 		select {
@@ -110,6 +129,28 @@ func (s *Server) deleteOn(w WorkerRef, r Removal) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxDeleteBackoff)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DeleteTimeout)
+	defer cancel()
+	if _, err := update[any](ctx, s, Command{DeletionDone: &DeletionDone{ID: r.ID, Worker: w.ID}}); err != nil {
+		// Still pending: the next leader (or this one, next time it
+		// takes over) deletes again, which is harmless.
+		log.Debug("recording a deletion failed", "err", err)
+	}
+}
+
+// resumeDeletions carries out the deletions still pending in the State:
+// those a previous leader did not finish.
+func (s *Server) resumeDeletions() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ExpiryInterval)
+	defer cancel()
+	pending, err := view(ctx, s, func(st *State) ([]Removal, error) { return st.PendingDeletions(), nil })
+	if err != nil {
+		return
+	}
+	for _, r := range pending {
+		s.log.Info("resuming a deletion a previous leader left pending", "app", r.App, "shuffle", r.Shuffle, "workers", len(r.Workers))
+		s.deleteAsync(r)
 	}
 }
 
@@ -125,28 +166,36 @@ func (s *Server) deleteCall(w WorkerRef, r Removal) error {
 	return err
 }
 
-// expiryLoop collects expired leases every Config.ExpiryInterval until
-// Close.
+// expiryLoop carries out the State's background duties every
+// Config.ExpiryInterval until Close, while this master leads: it
+// collects expired leases, and on taking over the duties resumes the
+// pending deletions.
 func (s *Server) expiryLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.ExpiryInterval)
 	defer t.Stop()
+	resumed := false
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			s.expire()
 		}
+		if !s.store.leading() {
+			resumed = false
+			continue
+		}
+		if !resumed {
+			s.resumeDeletions()
+			resumed = true
+		}
+		s.expire()
 	}
 }
 
 // expire removes the applications whose lease ran out and deletes their
-// files on the workers; only where the State's duties run (Leading).
+// files on the workers.
 func (s *Server) expire() {
-	if !s.store.leading() {
-		return
-	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ExpiryInterval)
 	defer cancel()
 	removed, err := update[[]Removal](ctx, s, Command{Expire: &Expire{Now: s.now()}})
