@@ -2058,7 +2058,8 @@ const file_basalt_rss_v1_rss_proto_rawDesc = "" +
 	"\x06Commit\x12\x1c.basalt.rss.v1.CommitRequest\x1a\x1d.basalt.rss.v1.CommitResponse\x12D\n" +
 	"\x05Fetch\x12\x1b.basalt.rss.v1.FetchRequest\x1a\x1c.basalt.rss.v1.FetchResponse0\x01\x12Z\n" +
 	"\rDeleteShuffle\x12#.basalt.rss.v1.DeleteShuffleRequest\x1a$.basalt.rss.v1.DeleteShuffleResponse\x12W\n" +
-	"\fDecommission\x12\".basalt.rss.v1.DecommissionRequest\x1a#.basalt.rss.v1.DecommissionResponseB\x12Z\x10basalt/rss/rsspbb\x06proto3"
+	"\fDecommission\x12\".basalt.rss.v1.DecommissionRequest\x1a#.basalt.rss.v1.DecommissionResponseB)\n" +
+	"\x13io.basalt.rss.protoP\x01Z\x10basalt/rss/rsspbb\x06proto3"
 
 var (
 	file_basalt_rss_v1_rss_proto_rawDescOnce sync.Once

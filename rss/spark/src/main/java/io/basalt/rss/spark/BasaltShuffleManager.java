@@ -1,0 +1,144 @@
+package io.basalt.rss.spark;
+
+import io.basalt.rss.client.RssApp;
+import io.basalt.rss.client.RssConfig;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+import org.apache.spark.ShuffleDependency;
+import org.apache.spark.SparkConf;
+import org.apache.spark.TaskContext;
+import org.apache.spark.network.buffer.ManagedBuffer;
+import org.apache.spark.network.shuffle.MergedBlockMeta;
+import org.apache.spark.shuffle.ShuffleBlockResolver;
+import org.apache.spark.shuffle.ShuffleHandle;
+import org.apache.spark.shuffle.ShuffleManager;
+import org.apache.spark.shuffle.ShuffleReadMetricsReporter;
+import org.apache.spark.shuffle.ShuffleReader;
+import org.apache.spark.shuffle.ShuffleWriteMetricsReporter;
+import org.apache.spark.shuffle.ShuffleWriter;
+import org.apache.spark.storage.BlockId;
+import org.apache.spark.storage.ShuffleMergedBlockId;
+import scala.Option;
+import scala.collection.Seq;
+
+/**
+ * A Spark ShuffleManager (spark.shuffle.manager) that keeps shuffle data on the Basalt RSS
+ * workers, so an executor's loss costs no map output. See docs/spark.md.
+ *
+ * <p>On the driver it registers the application with the RSS master on the first shuffle (with a
+ * token it draws), registers every shuffle, unregisters shuffles Spark cleans up and the
+ * application on stop. Executors join the application with the token the handle carries.
+ */
+public final class BasaltShuffleManager implements ShuffleManager {
+  private static final Logger LOG = Logger.getLogger(BasaltShuffleManager.class.getName());
+
+  private final SparkConf conf;
+  private final BasaltConf settings;
+  private final boolean isDriver;
+  private final Map<String, RssApp> apps = new ConcurrentHashMap<>();
+  private volatile RssConfig driverApp;
+
+  public BasaltShuffleManager(SparkConf conf, boolean isDriver) {
+    this.conf = conf;
+    this.settings = new BasaltConf(conf);
+    this.isDriver = isDriver;
+  }
+
+  public BasaltShuffleManager(SparkConf conf) {
+    this(conf, false);
+  }
+
+  /** The driver's application, registered on first use. */
+  private synchronized RssConfig driverApplication() {
+    if (driverApp == null) {
+      String appId = conf.getAppId();
+      RssConfig cfg = settings.newApplication(appId);
+      apps.put(appId, RssApp.register(cfg));
+      LOG.info("rss: registered application " + appId + " with masters " + cfg.masters());
+      driverApp = cfg;
+    }
+    return driverApp;
+  }
+
+  /** The client of the handle's application (one per process). */
+  RssApp app(RssConfig cfg) {
+    return apps.computeIfAbsent(cfg.appId(), id -> RssApp.connect(cfg));
+  }
+
+  @Override
+  public <K, V, C> ShuffleHandle registerShuffle(int shuffleId, ShuffleDependency<K, V, C> dependency) {
+    RssConfig cfg = driverApplication();
+    int maps = dependency.rdd().getNumPartitions();
+    int partitions = dependency.partitioner().numPartitions();
+    app(cfg).registerShuffle(shuffleId, maps, partitions);
+    return new BasaltShuffleHandle<>(shuffleId, dependency, cfg);
+  }
+
+  @Override
+  @SuppressWarnings("unchecked")
+  public <K, V> ShuffleWriter<K, V> getWriter(ShuffleHandle handle, long mapId, TaskContext context, ShuffleWriteMetricsReporter metrics) {
+    BasaltShuffleHandle<K, V, Object> h = (BasaltShuffleHandle<K, V, Object>) handle;
+    return new BasaltShuffleWriter<>(app(h.rss()), h, mapId, context, metrics, settings);
+  }
+
+  @Override
+  @SuppressWarnings("unchecked")
+  public <K, C> ShuffleReader<K, C> getReader(ShuffleHandle handle, int startMapIndex, int endMapIndex, int startPartition,
+      int endPartition, TaskContext context, ShuffleReadMetricsReporter metrics) {
+    BasaltShuffleHandle<K, Object, C> h = (BasaltShuffleHandle<K, Object, C>) handle;
+    return new BasaltShuffleReader<>(app(h.rss()), h, startMapIndex, endMapIndex, startPartition, endPartition, context, metrics);
+  }
+
+  @Override
+  public boolean unregisterShuffle(int shuffleId) {
+    RssConfig cfg = driverApp;
+    if (isDriver && cfg != null) {
+      try {
+        app(cfg).unregisterShuffle(shuffleId);
+      } catch (RuntimeException e) {
+        LOG.log(Level.WARNING, "rss: unregistering shuffle " + shuffleId + " failed; the application's end deletes it", e);
+      }
+    }
+    return true;
+  }
+
+  @Override
+  public ShuffleBlockResolver shuffleBlockResolver() {
+    return new ShuffleBlockResolver() {
+      @Override
+      public ManagedBuffer getBlockData(BlockId blockId, Option<String[]> dirs) {
+        throw new UnsupportedOperationException("shuffle block " + blockId + " is on the Basalt RSS, not in a block manager");
+      }
+
+      @Override
+      public Seq<ManagedBuffer> getMergedBlockData(ShuffleMergedBlockId blockId, Option<String[]> dirs) {
+        throw new UnsupportedOperationException("push-based shuffle is not used with the Basalt RSS");
+      }
+
+      @Override
+      public MergedBlockMeta getMergedBlockMeta(ShuffleMergedBlockId blockId, Option<String[]> dirs) {
+        throw new UnsupportedOperationException("push-based shuffle is not used with the Basalt RSS");
+      }
+
+      @Override
+      public void stop() {}
+    };
+  }
+
+  @Override
+  public void stop() {
+    RssConfig cfg = driverApp;
+    if (isDriver && cfg != null) {
+      try {
+        app(cfg).unregister();
+        LOG.info("rss: unregistered application " + cfg.appId());
+      } catch (RuntimeException e) {
+        LOG.log(Level.WARNING, "rss: unregistering application " + cfg.appId() + " failed; its lease expiry deletes its data", e);
+      }
+    }
+    apps.values().forEach(RssApp::close);
+    apps.clear();
+  }
+}

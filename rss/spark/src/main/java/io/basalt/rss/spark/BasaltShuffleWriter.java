@@ -1,0 +1,175 @@
+package io.basalt.rss.spark;
+
+import io.basalt.rss.client.MapWriter;
+import io.basalt.rss.client.RssApp;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import org.apache.spark.Partitioner;
+import org.apache.spark.ShuffleDependency;
+import org.apache.spark.TaskContext;
+import org.apache.spark.scheduler.MapStatus;
+import org.apache.spark.scheduler.MapStatus$;
+import org.apache.spark.serializer.SerializationStream;
+import org.apache.spark.serializer.Serializer;
+import org.apache.spark.serializer.SerializerInstance;
+import org.apache.spark.shuffle.ShuffleWriteMetricsReporter;
+import org.apache.spark.shuffle.ShuffleWriter;
+import org.apache.spark.storage.BlockManagerId;
+import org.apache.spark.storage.BlockManagerId$;
+import scala.Option;
+import scala.Product2;
+import scala.collection.Iterator;
+import scala.reflect.ClassTag;
+import scala.reflect.ClassTag$;
+
+/**
+ * Writes one map task's output to the RSS: records are combined map-side when the dependency
+ * asks, partitioned with its partitioner, serialized with its serializer into a buffer per
+ * partition, and a partition's buffer is pushed as one batch (one complete serialization stream)
+ * when it fills or the task's buffers together pass their bound.
+ */
+final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
+  /** Where every map output "lives": a block manager no executor owns. */
+  static final BlockManagerId LOCATION = BlockManagerId$.MODULE$.apply("basalt-rss", "basalt-rss", 1, Option.apply(null));
+
+  private static final ClassTag<Object> ANY = ClassTag$.MODULE$.Any();
+
+  private final ShuffleDependency<K, V, C> dep;
+  private final long mapId;
+  private final TaskContext context;
+  private final ShuffleWriteMetricsReporter metrics;
+  private final BasaltConf settings;
+  private final MapWriter writer;
+  private final Buffer[] buffers;
+  private long buffered;
+  private long[] lengths;
+  private MapStatus status;
+  private boolean stopping;
+
+  /** A partition's serialized records not yet pushed. */
+  private static final class Buffer extends ByteArrayOutputStream {
+    SerializationStream stream; // open on this buffer (serializers that cannot relocate)
+    long records;
+
+    byte[] array() {
+      return buf;
+    }
+  }
+
+  BasaltShuffleWriter(RssApp app, BasaltShuffleHandle<K, V, C> handle, long mapId, TaskContext context,
+      ShuffleWriteMetricsReporter metrics, BasaltConf settings) {
+    this.dep = handle.dependency();
+    this.mapId = mapId;
+    this.context = context;
+    this.metrics = metrics;
+    this.settings = settings;
+    // The attempt is Spark's task attempt id: unique in the application, so speculative copies,
+    // task retries and tasks of retried stages are all different attempts.
+    this.writer = app.newWriter(handle.shuffleId(), context.partitionId(), Math.toIntExact(mapId));
+    this.buffers = new Buffer[writer.numPartitions()];
+  }
+
+  @Override
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  public void write(Iterator<Product2<K, V>> records) throws IOException {
+    Iterator<? extends Product2<K, ?>> it = records;
+    if (dep.mapSideCombine()) {
+      if (dep.aggregator().isEmpty()) {
+        throw new IllegalStateException("map-side combine without an aggregator");
+      }
+      it = (Iterator) dep.aggregator().get().combineValuesByKey(records, context);
+    }
+    Partitioner partitioner = dep.partitioner();
+    Serializer serializer = dep.serializer();
+    SerializerInstance ser = serializer.newInstance();
+    boolean relocatable = serializer.supportsRelocationOfSerializedObjects();
+    // With a serializer whose records can be moved and concatenated (Kryo, Spark SQL's rows),
+    // every record is serialized once into scratch and copied to its partition's buffer: one
+    // serializer stream in all. Others (Java serialization) get one stream per partition.
+    ByteArrayOutputStream scratch = new ByteArrayOutputStream();
+    SerializationStream shared = relocatable ? ser.serializeStream(scratch) : null;
+    long start = System.nanoTime();
+    while (it.hasNext()) {
+      Product2<K, ?> r = it.next();
+      int p = partitioner.getPartition(r._1());
+      Buffer b = buffers[p];
+      if (b == null) {
+        b = buffers[p] = new Buffer();
+      }
+      int before = b.size();
+      if (relocatable) {
+        shared.writeKey(r._1(), ANY);
+        shared.writeValue(r._2(), ANY);
+        shared.flush();
+        scratch.writeTo(b);
+        scratch.reset();
+      } else {
+        if (b.stream == null) {
+          b.stream = ser.serializeStream(b);
+        }
+        b.stream.writeKey(r._1(), ANY);
+        b.stream.writeValue(r._2(), ANY);
+      }
+      b.records++;
+      buffered += b.size() - before;
+      if (b.size() >= settings.bufferSize) {
+        push(p);
+      } else if (buffered >= settings.maxBuffered) {
+        push(largest());
+      }
+    }
+    for (int p = 0; p < buffers.length; p++) {
+      push(p);
+    }
+    writer.close();
+    lengths = writer.storedBytes();
+    metrics.incWriteTime(System.nanoTime() - start);
+    status = MapStatus$.MODULE$.apply(LOCATION, lengths, mapId);
+  }
+
+  private int largest() {
+    int best = 0;
+    for (int p = 1; p < buffers.length; p++) {
+      if (buffers[p] != null && (buffers[best] == null || buffers[p].size() > buffers[best].size())) {
+        best = p;
+      }
+    }
+    return best;
+  }
+
+  /** Pushes partition p's buffered records as one batch. */
+  private void push(int p) throws IOException {
+    Buffer b = buffers[p];
+    if (b == null || b.records == 0) {
+      return;
+    }
+    if (b.stream != null) {
+      b.stream.close(); // flushes into b and ends the stream: the batch stands alone
+      b.stream = null;
+    }
+    buffered -= Math.min(buffered, b.size());
+    int stored = writer.push(p, b.array(), 0, b.size());
+    metrics.incBytesWritten(stored);
+    metrics.incRecordsWritten(b.records);
+    b.reset();
+    b.records = 0;
+  }
+
+  @Override
+  public Option<MapStatus> stop(boolean success) {
+    if (stopping) {
+      return Option.apply(null);
+    }
+    stopping = true;
+    if (success && status != null) {
+      return Option.apply(status);
+    }
+    writer.abort();
+    return Option.apply(null);
+  }
+
+  @Override
+  public long[] getPartitionLengths() {
+    return lengths;
+  }
+}
