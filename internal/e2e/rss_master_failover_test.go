@@ -166,8 +166,12 @@ func TestShuffleMasterFailoverFinishesDeletions(t *testing.T) {
 	next := c.leader(leader)
 	waitFor(t, 60*time.Second, "the application's files deleted on both workers", func() error {
 		for _, d := range appDirs {
-			if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("%s: %v", d, err)
+			_, err := os.Stat(d)
+			if err == nil {
+				return fmt.Errorf("%s still exists", d)
+			}
+			if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("checking %s: %w", d, err)
 			}
 		}
 		return nil
