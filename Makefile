@@ -176,7 +176,8 @@ lint-rules:
 # As root on Debian it installs them with apt-get; otherwise it prints the
 # command to run. .ci/run installs the same list (APT_PACKAGES there).
 SYSTEM_DEPS := protoc:protobuf-compiler gcc:gcc nbdinfo:libnbd-bin qemu-io:qemu-utils fio:fio nbdkit:nbdkit \
-	qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio
+	qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio \
+	/usr/lib/jvm/java-17-openjdk-amd64/bin/javac:openjdk-17-jdk-headless mvn:maven
 .PHONY: system-deps
 system-deps:
 	@missing=""; for d in $(SYSTEM_DEPS); do 		command -v "$${d%%:*}" >/dev/null 2>&1 || missing="$$missing $${d#*:}"; done; 	if [ -n "$$missing" ]; then 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then 			echo "installing:$$missing libc6-dev"; 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing libc6-dev </dev/null; 		else echo "missing packages; run: sudo apt-get install$$missing libc6-dev" >&2; exit 1; fi; 	fi
@@ -206,9 +207,37 @@ vm-assets:
 	echo "$$pkg $$(dpkg-deb -f "$$deb" Version)" > "$$dir/package"; \
 	echo "vm-assets: $$(cat "$$dir/package") unpacked into $$dir"
 
+## spark-plugin: build the Spark shuffle plugin (rss/spark/target/basalt-rss-spark.jar) and its test jobs.
+# Maven rebuilds only when a source, the pom or rss.proto changed. The
+# Spark version is this Makefile's, passed to the pom.
+SPARK_VERSION  := 3.5.7
+MVN            ?= mvn
+SPARK_TARGET   := rss/spark/target
+SPARK_JARS     := $(SPARK_TARGET)/basalt-rss-spark.jar $(SPARK_TARGET)/basalt-rss-spark-tests.jar
+SPARK_SOURCES   = rss/spark/pom.xml proto/basalt/rss/v1/rss.proto $(shell find rss/spark/src -type f | LC_ALL=C sort)
+.PHONY: spark-plugin
+spark-plugin: $(SPARK_JARS)
+$(SPARK_JARS) &: $(SPARK_SOURCES)
+	$(MVN) -B -q -f rss/spark/pom.xml -Dspark.version=$(SPARK_VERSION) package
+	@touch $(SPARK_JARS)
+
+## spark: install Spark $(SPARK_VERSION) for the tests into .tools (PyPI's pyspark ships a whole Spark home).
+SPARK_DIR  := $(TOOLS_DIR)/spark-$(SPARK_VERSION)
+SPARK_HOME_DIR := $(SPARK_DIR)/pyspark
+.PHONY: spark spark-home
+spark: $(SPARK_DIR)/installed
+$(SPARK_DIR)/installed:
+	@rm -rf $(SPARK_DIR)
+	python3 -m pip install -q --disable-pip-version-check --no-deps --target $(SPARK_DIR) pyspark==$(SPARK_VERSION)
+	@test -x $(SPARK_HOME_DIR)/bin/spark-submit
+	@touch $@
+# spark-home prints the SPARK_HOME the tests use.
+spark-home:
+	@echo $(SPARK_HOME_DIR)
+
 ## test: every check and every test. This is the command CI runs.
 .PHONY: test
-test: system-deps lint
+test: system-deps lint spark spark-plugin
 	$(GO) test $(GO_TEST_FLAGS) ./...
 
 ## bench: the raft benchmark (3 hosts, loopback gRPC, Pebble on disk).

@@ -54,6 +54,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	binDir = dir
+	defer stopSharedSpark()
 	return m.Run()
 }
 

@@ -114,6 +114,7 @@ type snapShuffle struct {
 	NumMaps       int32        `json:"num_maps"`
 	NumPartitions int32        `json:"num_partitions"`
 	NoReplica     bool         `json:"no_replica,omitempty"`
+	Run           string       `json:"run,omitempty"`
 	Epochs        [][]Location `json:"epochs"`
 	Winners       []MapAttempt `json:"winners"` // sorted by map index
 	Ignored       []MapAttempt `json:"ignored,omitempty"`
@@ -131,7 +132,7 @@ func (s *State) MarshalSnapshot() ([]byte, error) {
 			sh := a.shuffles[sid]
 			winners := slices.SortedFunc(maps.Values(sh.winners), func(x, y MapAttempt) int { return cmp.Compare(x.MapIndex, y.MapIndex) })
 			sa.Shuffles = append(sa.Shuffles, snapShuffle{ID: sh.id, NumMaps: sh.numMaps, NumPartitions: sh.numPartitions,
-				NoReplica: sh.noReplica, Epochs: sh.epochs, Winners: winners, Ignored: sh.ignored, Committed: sh.committed, Gen: sh.gen})
+				NoReplica: sh.noReplica, Run: sh.run, Epochs: sh.epochs, Winners: winners, Ignored: sh.ignored, Committed: sh.committed, Gen: sh.gen})
 		}
 		snap.Apps = append(snap.Apps, sa)
 	}
@@ -158,7 +159,7 @@ func (s *State) RestoreSnapshot(b []byte) error {
 				return fmt.Errorf("%w: master snapshot: shuffle %d of %q has %d partitions and %d epoch lists",
 					ErrInvalidArgument, ss.ID, sa.ID, ss.NumPartitions, len(ss.Epochs))
 			}
-			sh := &shuffle{id: ss.ID, numMaps: ss.NumMaps, numPartitions: ss.NumPartitions, noReplica: ss.NoReplica,
+			sh := &shuffle{id: ss.ID, numMaps: ss.NumMaps, numPartitions: ss.NumPartitions, noReplica: ss.NoReplica, run: ss.Run,
 				epochs: ss.Epochs, winners: make(map[int32]MapAttempt, len(ss.Winners)), ignored: ss.Ignored,
 				committed: ss.Committed, gen: ss.Gen}
 			for _, w := range ss.Winners {

@@ -39,10 +39,18 @@ func shuffleStatePB(info ShuffleInfo) *rsspb.ShuffleState {
 		ShuffleId: info.ID, NumMaps: info.NumMaps, NumPartitions: info.NumPartitions,
 		Committed: info.Committed, Locations: locationsPB(info.Locations),
 	}
-	for _, w := range info.Winners {
-		st.Winners = append(st.Winners, &rsspb.MapWinner{MapIndex: w.MapIndex, Attempt: w.Attempt, Batches: w.Batches})
-	}
+	st.Winners = attemptsPB(info.Winners)
+	st.OtherAttempts = attemptsPB(info.Ignored)
 	return st
+}
+
+// attemptsPB converts attempts.
+func attemptsPB(attempts []MapAttempt) []*rsspb.MapWinner {
+	var out []*rsspb.MapWinner
+	for _, a := range attempts {
+		out = append(out, &rsspb.MapWinner{MapIndex: a.MapIndex, Attempt: a.Attempt, Batches: a.Batches})
+	}
+	return out
 }
 
 // statusPB builds a Status response; workers are reported as seen at

@@ -27,8 +27,8 @@ var (
 	// ErrShuffleNotFound: the application has no shuffle with that id.
 	ErrShuffleNotFound = errors.New("rss master: shuffle not found")
 	// ErrShuffleExists: RegisterShuffle of an existing id with another
-	// shape.
-	ErrShuffleExists = errors.New("rss master: shuffle already registered with another shape")
+	// shape, or with another run (RegisterShuffle.Run).
+	ErrShuffleExists = errors.New("rss master: shuffle already registered with another shape or run")
 	// ErrPartitionNotFound: a partition index outside the shuffle.
 	ErrPartitionNotFound = errors.New("rss master: partition not found")
 	// ErrCommitted: the shuffle is committed, so it takes no new

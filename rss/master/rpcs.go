@@ -55,13 +55,30 @@ func (s *Server) UnregisterApplication(ctx context.Context, _ *rsspb.UnregisterA
 }
 
 // RegisterShuffle places a new shuffle's partitions on the live workers;
-// see State.RegisterShuffle.
+// see State.RegisterShuffle. A registration that would change nothing
+// (every map task of a Spark stage registers its shuffle) is answered
+// from a read, without a log entry.
 func (s *Server) RegisterShuffle(ctx context.Context, req *rsspb.RegisterShuffleRequest) (*rsspb.ShuffleLayout, error) {
 	return authed(ctx, s, "RegisterShuffle", func(app string) (*rsspb.ShuffleLayout, error) {
 		c := RegisterShuffle{
 			App: app, Shuffle: req.GetShuffleId(), NumMaps: req.GetNumMaps(), NumPartitions: req.GetNumPartitions(),
-			NoReplica: req.GetNoReplica(), Workers: s.workers(), Seed: s.seed(),
+			NoReplica: req.GetNoReplica(), Run: req.GetRun(),
 		}
+		type found struct {
+			layout Layout
+			ok     bool
+		}
+		f, err := view(ctx, s, func(st *State) (found, error) {
+			l, ok := st.Registered(c)
+			return found{l, ok}, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if f.ok {
+			return &rsspb.ShuffleLayout{ShuffleId: c.Shuffle, Locations: locationsPB(f.layout.Locations)}, nil
+		}
+		c.Workers, c.Seed = s.workers(), s.seed()
 		layout, err := update[Layout](ctx, s, Command{RegisterShuffle: &c})
 		if err != nil {
 			return nil, err

@@ -147,6 +147,14 @@ func TestRegisterShuffleIsIdempotent(t *testing.T) {
 	}
 	_, err := c.client.RegisterShuffle(a.ctx(t), &rsspb.RegisterShuffleRequest{ShuffleId: 4, NumMaps: 10, NumPartitions: 13})
 	wantCode(t, "RegisterShuffle with another shape", err, codes.AlreadyExists)
+	run := &rsspb.RegisterShuffleRequest{ShuffleId: 6, NumMaps: 1, NumPartitions: 2, Run: "stage 3 attempt 0"}
+	for range 2 {
+		_, err = c.client.RegisterShuffle(a.ctx(t), run)
+		noErr(t, err)
+	}
+	run.Run = "stage 3 attempt 1"
+	_, err = c.client.RegisterShuffle(a.ctx(t), run)
+	wantCode(t, "RegisterShuffle by another run", err, codes.AlreadyExists)
 	c.members.set(nil)
 	_, err = c.client.RegisterShuffle(a.ctx(t), &rsspb.RegisterShuffleRequest{ShuffleId: 5, NumMaps: 1, NumPartitions: 1})
 	wantCode(t, "RegisterShuffle without workers", err, codes.Unavailable)
@@ -371,6 +379,10 @@ func TestMapEndAndGetShuffle(t *testing.T) {
 	want := []*rsspb.MapWinner{{MapIndex: 0, Attempt: 2, Batches: []int32{3, 0}}, {MapIndex: 1, Attempt: 0, Batches: []int32{1, 0}}}
 	if !slices.EqualFunc(st.GetWinners(), want, func(a, b *rsspb.MapWinner) bool { return proto.Equal(a, b) }) {
 		t.Errorf("winners %v, want %v", st.GetWinners(), want)
+	}
+	others := []*rsspb.MapWinner{{MapIndex: 0, Attempt: 0, Batches: []int32{1, 0}}}
+	if !slices.EqualFunc(st.GetOtherAttempts(), others, func(a, b *rsspb.MapWinner) bool { return proto.Equal(a, b) }) {
+		t.Errorf("other attempts %v, want %v (with their batch counts)", st.GetOtherAttempts(), others)
 	}
 	if st.GetNumMaps() != 2 || st.GetNumPartitions() != 2 || st.GetCommitted() {
 		t.Errorf("shuffle state %v, want 2 maps, 2 partitions, not committed", st)

@@ -22,6 +22,13 @@ type RegisterShuffle struct {
 	NumPartitions int32
 	// NoReplica keeps a single copy of each partition.
 	NoReplica bool
+	// Run, when not empty, names the run of the producer that writes the
+	// shuffle (the Spark plugin names the map stage's run, "stage S
+	// attempt A"): registering an existing shuffle with another Run
+	// fails with ErrShuffleExists, so a rerun of a map stage claims a new
+	// shuffle id instead of writing into one another run wrote (and maybe
+	// committed). Empty: no check.
+	Run string
 	// Workers is the live membership to place on (non-workers,
 	// decommissioning workers and full workers are skipped).
 	Workers []gossip.Meta
@@ -38,8 +45,8 @@ type Layout struct {
 }
 
 // RegisterShuffle applies c. Registering an existing shuffle again with
-// the same shape returns its current layout; another shape fails with
-// ErrShuffleExists. Each partition gets a primary and, unless NoReplica,
+// the same shape (and Run, when c has one) returns its current layout;
+// another shape or Run fails with ErrShuffleExists. Each partition gets a primary and, unless NoReplica,
 // a replica on a worker with another ID; when no such worker exists the
 // partition has no replica (see Unreplicated). No usable worker at all
 // fails with ErrNoWorkers.
@@ -52,9 +59,8 @@ func (s *State) RegisterShuffle(c RegisterShuffle) (Layout, error) {
 		return Layout{}, fmt.Errorf("%w: %q", ErrAppNotFound, c.App)
 	}
 	if sh, ok := a.shuffles[c.Shuffle]; ok {
-		if sh.numMaps != c.NumMaps || sh.numPartitions != c.NumPartitions || sh.noReplica != c.NoReplica {
-			return Layout{}, fmt.Errorf("%w: shuffle %d of %q has %d maps, %d partitions, no_replica %v",
-				ErrShuffleExists, c.Shuffle, c.App, sh.numMaps, sh.numPartitions, sh.noReplica)
+		if err := sh.sameAs(c); err != nil {
+			return Layout{}, err
 		}
 		return Layout{Locations: sh.current()}, nil
 	}
@@ -64,6 +70,31 @@ func (s *State) RegisterShuffle(c RegisterShuffle) (Layout, error) {
 	}
 	a.shuffles[c.Shuffle] = sh
 	return Layout{Locations: sh.current(), Created: true}, nil
+}
+
+// sameAs returns ErrShuffleExists unless registering c again is a no-op
+// for sh: same shape and, when c names a run, the same run.
+func (sh *shuffle) sameAs(c RegisterShuffle) error {
+	if sh.numMaps != c.NumMaps || sh.numPartitions != c.NumPartitions || sh.noReplica != c.NoReplica {
+		return fmt.Errorf("%w: shuffle %d of %q has %d maps, %d partitions, no_replica %v",
+			ErrShuffleExists, c.Shuffle, c.App, sh.numMaps, sh.numPartitions, sh.noReplica)
+	}
+	if c.Run != "" && c.Run != sh.run {
+		return fmt.Errorf("%w: shuffle %d of %q belongs to run %q, not %q", ErrShuffleExists, c.Shuffle, c.App, sh.run, c.Run)
+	}
+	return nil
+}
+
+// Registered returns the layout of c's shuffle when registering c would
+// change nothing (the shuffle exists with c's shape and run), so a server
+// can answer a repeated registration from a read; ok is false when c must
+// be applied (to create the shuffle or to fail).
+func (s *State) Registered(c RegisterShuffle) (layout Layout, ok bool) {
+	sh, err := s.shuffleOf(c.App, c.Shuffle)
+	if err != nil || sh.sameAs(c) != nil {
+		return Layout{}, false
+	}
+	return Layout{Locations: sh.current()}, true
 }
 
 // checkShape validates a RegisterShuffle's numbers.
@@ -83,7 +114,7 @@ func checkShape(c RegisterShuffle) error {
 func (s *State) place(c RegisterShuffle) (*shuffle, error) {
 	p := newPlacer(s.placement, c.Workers, s.openPartitions(), c.Seed)
 	sh := &shuffle{
-		id: c.Shuffle, numMaps: c.NumMaps, numPartitions: c.NumPartitions, noReplica: c.NoReplica,
+		id: c.Shuffle, numMaps: c.NumMaps, numPartitions: c.NumPartitions, noReplica: c.NoReplica, run: c.Run,
 		epochs: make([][]Location, c.NumPartitions), winners: make(map[int32]MapAttempt),
 	}
 	for part := range c.NumPartitions {

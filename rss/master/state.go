@@ -67,6 +67,9 @@ type shuffle struct {
 	numMaps       int32
 	numPartitions int32
 	noReplica     bool
+	// run names the run that registered the shuffle ("" when the caller
+	// gave none); see RegisterShuffle.Run.
+	run string
 	// epochs[p] lists partition p's locations, oldest first; the last is
 	// current.
 	epochs    [][]Location

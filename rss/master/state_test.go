@@ -381,6 +381,44 @@ func TestRegisterShuffleIsIdempotentForTheSameShape(t *testing.T) {
 	wantErr(t, "RegisterShuffle with another shape", err, master.ErrShuffleExists)
 }
 
+// TestRegisterShuffleRun: a shuffle registered by one run (a Spark map
+// stage attempt) cannot be claimed by another, so a rerun writes to a
+// fresh id; the same run registers again freely, a caller naming no run
+// is not checked, and the run survives a snapshot.
+func TestRegisterShuffleRun(t *testing.T) {
+	st := newState(t)
+	workers := mastertest.WorkerMetas(3)
+	c := master.RegisterShuffle{App: "app", Shuffle: 7, NumMaps: 4, NumPartitions: 3, Workers: workers, Seed: 1, Run: "stage 2 attempt 0"}
+	first, err := st.RegisterShuffle(c)
+	noErr(t, err)
+	again, err := st.RegisterShuffle(c)
+	noErr(t, err)
+	if again.Created || !reflect.DeepEqual(again.Locations, first.Locations) {
+		t.Errorf("the same run registering again got %+v, want the first layout", again)
+	}
+	if l, ok := st.Registered(c); !ok || !reflect.DeepEqual(l.Locations, first.Locations) {
+		t.Errorf("Registered(same run) = %+v, %v; want the layout, true", l, ok)
+	}
+	other := c
+	other.Run = "stage 2 attempt 1"
+	_, err = st.RegisterShuffle(other)
+	wantErr(t, "another run claiming the shuffle", err, master.ErrShuffleExists)
+	if _, ok := st.Registered(other); ok {
+		t.Error("Registered(another run) = true, want false")
+	}
+	anyRun := c
+	anyRun.Run = ""
+	_, err = st.RegisterShuffle(anyRun)
+	noErr(t, err)
+
+	b, err := st.MarshalSnapshot()
+	noErr(t, err)
+	restored := master.NewState(master.PlacementConfig{})
+	noErr(t, restored.RestoreSnapshot(b))
+	_, err = restored.RegisterShuffle(other)
+	wantErr(t, "another run after a snapshot", err, master.ErrShuffleExists)
+}
+
 func TestCommitDone(t *testing.T) {
 	// Two workers, one partition: w1 and w2 hold its two copies.
 	setup := func(t *testing.T) (*master.State, master.Location, master.CommitPlan) {

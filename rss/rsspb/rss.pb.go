@@ -285,7 +285,13 @@ type RegisterShuffleRequest struct {
 	NumMaps       int32                  `protobuf:"varint,2,opt,name=num_maps,json=numMaps,proto3" json:"num_maps,omitempty"`
 	NumPartitions int32                  `protobuf:"varint,3,opt,name=num_partitions,json=numPartitions,proto3" json:"num_partitions,omitempty"`
 	// replicate: false keeps one copy only (no replica).
-	NoReplica     bool `protobuf:"varint,4,opt,name=no_replica,json=noReplica,proto3" json:"no_replica,omitempty"`
+	NoReplica bool `protobuf:"varint,4,opt,name=no_replica,json=noReplica,proto3" json:"no_replica,omitempty"`
+	// run, when set, names the run of the producer writing the shuffle (the
+	// Spark plugin sends "stage S attempt A"). Registering an existing
+	// shuffle with another run fails with AlreadyExists, so a rerun of a
+	// map stage claims a fresh shuffle id instead of writing into one that
+	// another run wrote and perhaps committed. Empty: not checked.
+	Run           string `protobuf:"bytes,5,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +352,13 @@ func (x *RegisterShuffleRequest) GetNoReplica() bool {
 		return x.NoReplica
 	}
 	return false
+}
+
+func (x *RegisterShuffleRequest) GetRun() string {
+	if x != nil {
+		return x.Run
+	}
+	return ""
 }
 
 // WorkerRef names a worker.
@@ -901,8 +914,13 @@ type ShuffleState struct {
 	NumPartitions int32                  `protobuf:"varint,3,opt,name=num_partitions,json=numPartitions,proto3" json:"num_partitions,omitempty"`
 	Committed     bool                   `protobuf:"varint,4,opt,name=committed,proto3" json:"committed,omitempty"`
 	// every epoch of every partition.
-	Locations     []*PartitionLocation `protobuf:"bytes,5,rep,name=locations,proto3" json:"locations,omitempty"`
-	Winners       []*MapWinner         `protobuf:"bytes,6,rep,name=winners,proto3" json:"winners,omitempty"`
+	Locations []*PartitionLocation `protobuf:"bytes,5,rep,name=locations,proto3" json:"locations,omitempty"`
+	Winners   []*MapWinner         `protobuf:"bytes,6,rep,name=winners,proto3" json:"winners,omitempty"`
+	// other_attempts are the attempts that reported MapEnd after their
+	// map's winner, with their batch counts, in the order they ended. A
+	// reader that knows better which attempt counts (Spark's map output
+	// tracker) reads one of these instead of the winner.
+	OtherAttempts []*MapWinner `protobuf:"bytes,7,rep,name=other_attempts,json=otherAttempts,proto3" json:"other_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -975,6 +993,13 @@ func (x *ShuffleState) GetLocations() []*PartitionLocation {
 func (x *ShuffleState) GetWinners() []*MapWinner {
 	if x != nil {
 		return x.Winners
+	}
+	return nil
+}
+
+func (x *ShuffleState) GetOtherAttempts() []*MapWinner {
+	if x != nil {
+		return x.OtherAttempts
 	}
 	return nil
 }
@@ -1925,14 +1950,15 @@ const file_basalt_rss_v1_rss_proto_rawDesc = "" +
 	"\x1cApplicationHeartbeatResponse\x12\x19\n" +
 	"\blease_ms\x18\x01 \x01(\x03R\aleaseMs\"\x1e\n" +
 	"\x1cUnregisterApplicationRequest\"\x1f\n" +
-	"\x1dUnregisterApplicationResponse\"\x98\x01\n" +
+	"\x1dUnregisterApplicationResponse\"\xaa\x01\n" +
 	"\x16RegisterShuffleRequest\x12\x1d\n" +
 	"\n" +
 	"shuffle_id\x18\x01 \x01(\x05R\tshuffleId\x12\x19\n" +
 	"\bnum_maps\x18\x02 \x01(\x05R\anumMaps\x12%\n" +
 	"\x0enum_partitions\x18\x03 \x01(\x05R\rnumPartitions\x12\x1d\n" +
 	"\n" +
-	"no_replica\x18\x04 \x01(\bR\tnoReplica\"/\n" +
+	"no_replica\x18\x04 \x01(\bR\tnoReplica\x12\x10\n" +
+	"\x03run\x18\x05 \x01(\tR\x03run\"/\n" +
 	"\tWorkerRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xaf\x01\n" +
@@ -1969,7 +1995,7 @@ const file_basalt_rss_v1_rss_proto_rawDesc = "" +
 	"\tMapWinner\x12\x1b\n" +
 	"\tmap_index\x18\x01 \x01(\x05R\bmapIndex\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x18\n" +
-	"\abatches\x18\x03 \x03(\x05R\abatches\"\x81\x02\n" +
+	"\abatches\x18\x03 \x03(\x05R\abatches\"\xc2\x02\n" +
 	"\fShuffleState\x12\x1d\n" +
 	"\n" +
 	"shuffle_id\x18\x01 \x01(\x05R\tshuffleId\x12\x19\n" +
@@ -1977,7 +2003,8 @@ const file_basalt_rss_v1_rss_proto_rawDesc = "" +
 	"\x0enum_partitions\x18\x03 \x01(\x05R\rnumPartitions\x12\x1c\n" +
 	"\tcommitted\x18\x04 \x01(\bR\tcommitted\x12>\n" +
 	"\tlocations\x18\x05 \x03(\v2 .basalt.rss.v1.PartitionLocationR\tlocations\x122\n" +
-	"\awinners\x18\x06 \x03(\v2\x18.basalt.rss.v1.MapWinnerR\awinners\"9\n" +
+	"\awinners\x18\x06 \x03(\v2\x18.basalt.rss.v1.MapWinnerR\awinners\x12?\n" +
+	"\x0eother_attempts\x18\a \x03(\v2\x18.basalt.rss.v1.MapWinnerR\rotherAttempts\"9\n" +
 	"\x18UnregisterShuffleRequest\x12\x1d\n" +
 	"\n" +
 	"shuffle_id\x18\x01 \x01(\x05R\tshuffleId\"\x1b\n" +
@@ -2117,50 +2144,51 @@ var file_basalt_rss_v1_rss_proto_depIdxs = []int32{
 	8,  // 2: basalt.rss.v1.ShuffleLayout.locations:type_name -> basalt.rss.v1.PartitionLocation
 	8,  // 3: basalt.rss.v1.ShuffleState.locations:type_name -> basalt.rss.v1.PartitionLocation
 	16, // 4: basalt.rss.v1.ShuffleState.winners:type_name -> basalt.rss.v1.MapWinner
-	7,  // 5: basalt.rss.v1.WorkerStatus.worker:type_name -> basalt.rss.v1.WorkerRef
-	21, // 6: basalt.rss.v1.StatusResponse.workers:type_name -> basalt.rss.v1.WorkerStatus
-	22, // 7: basalt.rss.v1.StatusResponse.applications:type_name -> basalt.rss.v1.ApplicationStatus
-	7,  // 8: basalt.rss.v1.PushRequest.replica:type_name -> basalt.rss.v1.WorkerRef
-	24, // 9: basalt.rss.v1.PushRequest.batches:type_name -> basalt.rss.v1.Batch
-	16, // 10: basalt.rss.v1.FetchRequest.winners:type_name -> basalt.rss.v1.MapWinner
-	24, // 11: basalt.rss.v1.FetchResponse.batches:type_name -> basalt.rss.v1.Batch
-	0,  // 12: basalt.rss.v1.Master.RegisterApplication:input_type -> basalt.rss.v1.RegisterApplicationRequest
-	2,  // 13: basalt.rss.v1.Master.ApplicationHeartbeat:input_type -> basalt.rss.v1.ApplicationHeartbeatRequest
-	4,  // 14: basalt.rss.v1.Master.UnregisterApplication:input_type -> basalt.rss.v1.UnregisterApplicationRequest
-	6,  // 15: basalt.rss.v1.Master.RegisterShuffle:input_type -> basalt.rss.v1.RegisterShuffleRequest
-	10, // 16: basalt.rss.v1.Master.Revive:input_type -> basalt.rss.v1.ReviveRequest
-	11, // 17: basalt.rss.v1.Master.MapEnd:input_type -> basalt.rss.v1.MapEndRequest
-	13, // 18: basalt.rss.v1.Master.CommitShuffle:input_type -> basalt.rss.v1.CommitShuffleRequest
-	15, // 19: basalt.rss.v1.Master.GetShuffle:input_type -> basalt.rss.v1.GetShuffleRequest
-	18, // 20: basalt.rss.v1.Master.UnregisterShuffle:input_type -> basalt.rss.v1.UnregisterShuffleRequest
-	20, // 21: basalt.rss.v1.Master.Status:input_type -> basalt.rss.v1.StatusRequest
-	25, // 22: basalt.rss.v1.Worker.Push:input_type -> basalt.rss.v1.PushRequest
-	25, // 23: basalt.rss.v1.Worker.Replicate:input_type -> basalt.rss.v1.PushRequest
-	27, // 24: basalt.rss.v1.Worker.Commit:input_type -> basalt.rss.v1.CommitRequest
-	29, // 25: basalt.rss.v1.Worker.Fetch:input_type -> basalt.rss.v1.FetchRequest
-	31, // 26: basalt.rss.v1.Worker.DeleteShuffle:input_type -> basalt.rss.v1.DeleteShuffleRequest
-	33, // 27: basalt.rss.v1.Worker.Decommission:input_type -> basalt.rss.v1.DecommissionRequest
-	1,  // 28: basalt.rss.v1.Master.RegisterApplication:output_type -> basalt.rss.v1.RegisterApplicationResponse
-	3,  // 29: basalt.rss.v1.Master.ApplicationHeartbeat:output_type -> basalt.rss.v1.ApplicationHeartbeatResponse
-	5,  // 30: basalt.rss.v1.Master.UnregisterApplication:output_type -> basalt.rss.v1.UnregisterApplicationResponse
-	9,  // 31: basalt.rss.v1.Master.RegisterShuffle:output_type -> basalt.rss.v1.ShuffleLayout
-	8,  // 32: basalt.rss.v1.Master.Revive:output_type -> basalt.rss.v1.PartitionLocation
-	12, // 33: basalt.rss.v1.Master.MapEnd:output_type -> basalt.rss.v1.MapEndResponse
-	14, // 34: basalt.rss.v1.Master.CommitShuffle:output_type -> basalt.rss.v1.CommitShuffleResponse
-	17, // 35: basalt.rss.v1.Master.GetShuffle:output_type -> basalt.rss.v1.ShuffleState
-	19, // 36: basalt.rss.v1.Master.UnregisterShuffle:output_type -> basalt.rss.v1.UnregisterShuffleResponse
-	23, // 37: basalt.rss.v1.Master.Status:output_type -> basalt.rss.v1.StatusResponse
-	26, // 38: basalt.rss.v1.Worker.Push:output_type -> basalt.rss.v1.PushResponse
-	26, // 39: basalt.rss.v1.Worker.Replicate:output_type -> basalt.rss.v1.PushResponse
-	28, // 40: basalt.rss.v1.Worker.Commit:output_type -> basalt.rss.v1.CommitResponse
-	30, // 41: basalt.rss.v1.Worker.Fetch:output_type -> basalt.rss.v1.FetchResponse
-	32, // 42: basalt.rss.v1.Worker.DeleteShuffle:output_type -> basalt.rss.v1.DeleteShuffleResponse
-	34, // 43: basalt.rss.v1.Worker.Decommission:output_type -> basalt.rss.v1.DecommissionResponse
-	28, // [28:44] is the sub-list for method output_type
-	12, // [12:28] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 5: basalt.rss.v1.ShuffleState.other_attempts:type_name -> basalt.rss.v1.MapWinner
+	7,  // 6: basalt.rss.v1.WorkerStatus.worker:type_name -> basalt.rss.v1.WorkerRef
+	21, // 7: basalt.rss.v1.StatusResponse.workers:type_name -> basalt.rss.v1.WorkerStatus
+	22, // 8: basalt.rss.v1.StatusResponse.applications:type_name -> basalt.rss.v1.ApplicationStatus
+	7,  // 9: basalt.rss.v1.PushRequest.replica:type_name -> basalt.rss.v1.WorkerRef
+	24, // 10: basalt.rss.v1.PushRequest.batches:type_name -> basalt.rss.v1.Batch
+	16, // 11: basalt.rss.v1.FetchRequest.winners:type_name -> basalt.rss.v1.MapWinner
+	24, // 12: basalt.rss.v1.FetchResponse.batches:type_name -> basalt.rss.v1.Batch
+	0,  // 13: basalt.rss.v1.Master.RegisterApplication:input_type -> basalt.rss.v1.RegisterApplicationRequest
+	2,  // 14: basalt.rss.v1.Master.ApplicationHeartbeat:input_type -> basalt.rss.v1.ApplicationHeartbeatRequest
+	4,  // 15: basalt.rss.v1.Master.UnregisterApplication:input_type -> basalt.rss.v1.UnregisterApplicationRequest
+	6,  // 16: basalt.rss.v1.Master.RegisterShuffle:input_type -> basalt.rss.v1.RegisterShuffleRequest
+	10, // 17: basalt.rss.v1.Master.Revive:input_type -> basalt.rss.v1.ReviveRequest
+	11, // 18: basalt.rss.v1.Master.MapEnd:input_type -> basalt.rss.v1.MapEndRequest
+	13, // 19: basalt.rss.v1.Master.CommitShuffle:input_type -> basalt.rss.v1.CommitShuffleRequest
+	15, // 20: basalt.rss.v1.Master.GetShuffle:input_type -> basalt.rss.v1.GetShuffleRequest
+	18, // 21: basalt.rss.v1.Master.UnregisterShuffle:input_type -> basalt.rss.v1.UnregisterShuffleRequest
+	20, // 22: basalt.rss.v1.Master.Status:input_type -> basalt.rss.v1.StatusRequest
+	25, // 23: basalt.rss.v1.Worker.Push:input_type -> basalt.rss.v1.PushRequest
+	25, // 24: basalt.rss.v1.Worker.Replicate:input_type -> basalt.rss.v1.PushRequest
+	27, // 25: basalt.rss.v1.Worker.Commit:input_type -> basalt.rss.v1.CommitRequest
+	29, // 26: basalt.rss.v1.Worker.Fetch:input_type -> basalt.rss.v1.FetchRequest
+	31, // 27: basalt.rss.v1.Worker.DeleteShuffle:input_type -> basalt.rss.v1.DeleteShuffleRequest
+	33, // 28: basalt.rss.v1.Worker.Decommission:input_type -> basalt.rss.v1.DecommissionRequest
+	1,  // 29: basalt.rss.v1.Master.RegisterApplication:output_type -> basalt.rss.v1.RegisterApplicationResponse
+	3,  // 30: basalt.rss.v1.Master.ApplicationHeartbeat:output_type -> basalt.rss.v1.ApplicationHeartbeatResponse
+	5,  // 31: basalt.rss.v1.Master.UnregisterApplication:output_type -> basalt.rss.v1.UnregisterApplicationResponse
+	9,  // 32: basalt.rss.v1.Master.RegisterShuffle:output_type -> basalt.rss.v1.ShuffleLayout
+	8,  // 33: basalt.rss.v1.Master.Revive:output_type -> basalt.rss.v1.PartitionLocation
+	12, // 34: basalt.rss.v1.Master.MapEnd:output_type -> basalt.rss.v1.MapEndResponse
+	14, // 35: basalt.rss.v1.Master.CommitShuffle:output_type -> basalt.rss.v1.CommitShuffleResponse
+	17, // 36: basalt.rss.v1.Master.GetShuffle:output_type -> basalt.rss.v1.ShuffleState
+	19, // 37: basalt.rss.v1.Master.UnregisterShuffle:output_type -> basalt.rss.v1.UnregisterShuffleResponse
+	23, // 38: basalt.rss.v1.Master.Status:output_type -> basalt.rss.v1.StatusResponse
+	26, // 39: basalt.rss.v1.Worker.Push:output_type -> basalt.rss.v1.PushResponse
+	26, // 40: basalt.rss.v1.Worker.Replicate:output_type -> basalt.rss.v1.PushResponse
+	28, // 41: basalt.rss.v1.Worker.Commit:output_type -> basalt.rss.v1.CommitResponse
+	30, // 42: basalt.rss.v1.Worker.Fetch:output_type -> basalt.rss.v1.FetchResponse
+	32, // 43: basalt.rss.v1.Worker.DeleteShuffle:output_type -> basalt.rss.v1.DeleteShuffleResponse
+	34, // 44: basalt.rss.v1.Worker.Decommission:output_type -> basalt.rss.v1.DecommissionResponse
+	29, // [29:45] is the sub-list for method output_type
+	13, // [13:29] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_basalt_rss_v1_rss_proto_init() }

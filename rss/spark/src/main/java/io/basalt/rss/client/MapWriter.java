@@ -9,7 +9,7 @@ import io.basalt.rss.proto.PartitionLocation;
 import io.basalt.rss.proto.PushRequest;
 import io.basalt.rss.proto.PushResponse;
 import io.basalt.rss.proto.ReviveRequest;
-import io.basalt.rss.proto.ShuffleState;
+import io.basalt.rss.proto.ShuffleLayout;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import java.io.IOException;
@@ -46,18 +46,17 @@ public final class MapWriter {
   private long inflight;
   private int failStreak;
 
-  MapWriter(RssApp app, ShuffleState st, int mapIndex, int attempt) {
+  MapWriter(RssApp app, int shuffle, ShuffleLayout layout, int numPartitions, int mapIndex, int attempt) {
     this.app = app;
-    this.shuffle = st.getShuffleId();
+    this.shuffle = shuffle;
     this.mapIndex = mapIndex;
     this.attempt = attempt;
-    int n = st.getNumPartitions();
-    locs = new PartitionLocation[n];
-    seqs = new int[n];
-    stored = new long[n];
-    for (PartitionLocation l : st.getLocationsList()) {
+    locs = new PartitionLocation[numPartitions];
+    seqs = new int[numPartitions];
+    stored = new long[numPartitions];
+    for (PartitionLocation l : layout.getLocationsList()) {
       int p = l.getPartition();
-      if (p >= 0 && p < n && (locs[p] == null || l.getEpoch() > locs[p].getEpoch())) {
+      if (p >= 0 && p < numPartitions && (locs[p] == null || l.getEpoch() > locs[p].getEpoch())) {
         locs[p] = l;
       }
     }

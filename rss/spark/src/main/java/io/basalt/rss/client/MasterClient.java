@@ -67,6 +67,12 @@ final class MasterClient implements AutoCloseable {
     }
   }
 
+  /** Reports whether a master answered the call that failed with e (rather than none being reached). */
+  static boolean served(StatusRuntimeException e) {
+    Metadata tr = Status.trailersFromThrowable(e);
+    return tr != null && tr.containsKey(SERVED) && !tr.containsKey(LEADER);
+  }
+
   private static boolean failOver(StatusRuntimeException e, Metadata tr) {
     if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
       return false;

@@ -25,9 +25,9 @@ import java.util.zip.CRC32C;
 /**
  * Reads one partition of a committed shuffle, as the Go client's Reader does: every epoch of the
  * partition in order, each from its primary or, when that fails, its replica (batches already read
- * are skipped); only the batches of each map's winning attempt in [startMap, endMap), each once;
- * every batch's CRC checked; and at the end exactly the number of batches each winner reported, so
- * a missing batch is a {@link DataLostException}, never a short read. {@link #next} belongs to one
+ * are skipped); only the batches of the given attempt of each given map, each once; every batch's
+ * CRC checked; and at the end exactly the number of batches each attempt reported at its end, so a
+ * missing batch is a {@link DataLostException}, never a short read. {@link #next} belongs to one
  * thread.
  */
 public final class PartitionReader implements AutoCloseable {
@@ -36,10 +36,8 @@ public final class PartitionReader implements AutoCloseable {
   private final RssApp app;
   private final int shuffle;
   private final int partition;
-  private final int startMap;
-  private final int endMap;
   private final List<MapWinner> winners = new ArrayList<>();
-  private final Map<Integer, Integer> winner = new HashMap<>(); // map -> winning attempt
+  private final Map<Integer, Integer> winner = new HashMap<>(); // map -> the attempt read
   private final Map<Integer, Integer> expected = new HashMap<>(); // map -> batches here
   private final Map<Integer, Integer> got = new HashMap<>();
   private final Set<Long> seen = new HashSet<>();
@@ -51,39 +49,67 @@ public final class PartitionReader implements AutoCloseable {
   private byte[] records;
   private int pos;
   private long bytes;
+  private long stored;
   private long batches;
 
-  /** Opens partition of the committed shuffle st for maps in [startMap, endMap). */
-  public PartitionReader(RssApp app, ShuffleState st, int partition, int startMap, int endMap) throws DataLostException {
+  /**
+   * Opens partition of the committed shuffle st for the given attempt of each given map (map
+   * index to attempt): Spark's map output tracker says which attempt of a map counts. An attempt
+   * the master has no end for is a {@link DataLostException}.
+   */
+  public PartitionReader(RssApp app, ShuffleState st, int partition, Map<Integer, Integer> attempts) throws DataLostException {
     this.app = app;
     this.shuffle = st.getShuffleId();
     this.partition = partition;
-    this.startMap = Math.max(startMap, 0);
-    this.endMap = Math.min(endMap, st.getNumMaps());
+    Map<Long, MapWinner> ended = new HashMap<>();
     for (MapWinner w : st.getWinnersList()) {
-      int m = w.getMapIndex();
-      if (m >= this.startMap && m < this.endMap) {
-        winners.add(w);
-        winner.put(m, w.getAttempt());
-        expected.put(m, partition < w.getBatchesCount() ? w.getBatches(partition) : 0);
+      ended.put(attemptKey(w.getMapIndex(), w.getAttempt()), w);
+    }
+    for (MapWinner w : st.getOtherAttemptsList()) {
+      ended.put(attemptKey(w.getMapIndex(), w.getAttempt()), w);
+    }
+    for (Map.Entry<Integer, Integer> e : attempts.entrySet()) {
+      MapWinner w = ended.get(attemptKey(e.getKey(), e.getValue()));
+      if (w == null) {
+        throw lost("map " + e.getKey() + " attempt " + e.getValue() + " never reported its end to the master", null);
       }
+      winners.add(w);
+      winner.put(w.getMapIndex(), w.getAttempt());
+      expected.put(w.getMapIndex(), partition < w.getBatchesCount() ? w.getBatches(partition) : 0);
     }
     winners.sort(Comparator.comparingInt(MapWinner::getMapIndex));
-    if (winners.size() != Math.max(this.endMap - this.startMap, 0)) {
-      throw new DataLostException(shuffle, partition,
-          winners.size() + " finished maps in [" + this.startMap + ", " + this.endMap + ")", null);
-    }
     for (PartitionLocation l : st.getLocationsList()) {
       if (l.getPartition() == partition) {
         locs.add(l);
       }
     }
     locs.sort(Comparator.comparingInt(PartitionLocation::getEpoch));
+    if (expectedBatches() == 0) {
+      locs.clear(); // nothing to read: no fetch at all
+    }
+  }
+
+  private static long attemptKey(int map, int attempt) {
+    return ((long) map << 32) | (attempt & 0xffffffffL);
+  }
+
+  /** The number of batches this read must return. */
+  public long expectedBatches() {
+    long n = 0;
+    for (int b : expected.values()) {
+      n += b;
+    }
+    return n;
   }
 
   /** Record bytes returned so far. */
   public long bytesRead() {
     return bytes;
+  }
+
+  /** Stored (compressed) bytes of the batches read so far. */
+  public long storedBytesRead() {
+    return stored;
   }
 
   /** Batches read so far. */
@@ -118,7 +144,7 @@ public final class PartitionReader implements AutoCloseable {
       }
     }
     Batch b = pending.removeFirst();
-    long key = ((long) b.getMapIndex() << 42) ^ ((long) b.getAttempt() << 21) ^ b.getSeq();
+    long key = attemptKey(b.getMapIndex(), b.getSeq()); // one attempt per map is read
     Integer w = winner.get(b.getMapIndex());
     if (w == null || w != b.getAttempt() || seen.contains(key)) {
       return true; // a losing attempt, or a re-pushed duplicate
@@ -138,6 +164,7 @@ public final class PartitionReader implements AutoCloseable {
     seen.add(key);
     got.merge(b.getMapIndex(), 1, Integer::sum);
     batches++;
+    stored += b.getData().size();
     return true;
   }
 
@@ -199,7 +226,7 @@ public final class PartitionReader implements AutoCloseable {
     Fetch f = cur;
     String addr = f.replica ? f.loc.getReplica().getAddr() : f.loc.getPrimary().getAddr();
     FetchRequest req = FetchRequest.newBuilder().setShuffleId(shuffle).setPartition(partition).setEpoch(f.loc.getEpoch())
-        .addAllWinners(winners).setStartMap(startMap).setEndMap(endMap).build();
+        .addAllWinners(winners).build();
     f.ctx = Context.current().withCancellation();
     try {
       f.stream = f.ctx.call(() -> app.workerBlocking(addr).fetch(req));

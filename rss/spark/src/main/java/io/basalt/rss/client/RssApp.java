@@ -6,6 +6,7 @@ import io.basalt.rss.proto.GetShuffleRequest;
 import io.basalt.rss.proto.RegisterApplicationRequest;
 import io.basalt.rss.proto.RegisterApplicationResponse;
 import io.basalt.rss.proto.RegisterShuffleRequest;
+import io.basalt.rss.proto.ShuffleLayout;
 import io.basalt.rss.proto.ShuffleState;
 import io.basalt.rss.proto.UnregisterApplicationRequest;
 import io.basalt.rss.proto.UnregisterShuffleRequest;
@@ -108,10 +109,30 @@ public final class RssApp implements AutoCloseable {
     return WorkerGrpc.newBlockingStub(workers.computeIfAbsent(addr, channels::open));
   }
 
-  /** Registers a shuffle (idempotent for the same shape). */
-  public void registerShuffle(int shuffle, int numMaps, int numPartitions) {
-    master.call(s -> s.registerShuffle(RegisterShuffleRequest.newBuilder().setShuffleId(shuffle)
-        .setNumMaps(numMaps).setNumPartitions(numPartitions).setNoReplica(!cfg.replicate()).build()));
+  /** Registers a shuffle (idempotent for the same shape) and returns its current layout. */
+  public ShuffleLayout registerShuffle(int shuffle, int numMaps, int numPartitions) {
+    return master.call(s -> s.registerShuffle(request(shuffle, numMaps, numPartitions, "")));
+  }
+
+  /**
+   * Registers a shuffle for one run of its producer (a Spark map stage attempt), or finds it
+   * registered by that run, and returns its current layout; returns null when another run (or
+   * another shape) holds the id, so the caller moves on to another id.
+   */
+  public ShuffleLayout claimShuffle(int shuffle, int numMaps, int numPartitions, String run) {
+    try {
+      return master.call(s -> s.registerShuffle(request(shuffle, numMaps, numPartitions, run)));
+    } catch (StatusRuntimeException e) {
+      if (e.getStatus().getCode() == Status.Code.ALREADY_EXISTS) {
+        return null;
+      }
+      throw e;
+    }
+  }
+
+  private RegisterShuffleRequest request(int shuffle, int numMaps, int numPartitions, String run) {
+    return RegisterShuffleRequest.newBuilder().setShuffleId(shuffle).setNumMaps(numMaps)
+        .setNumPartitions(numPartitions).setNoReplica(!cfg.replicate()).setRun(run).build();
   }
 
   /** Returns the shuffle's state: locations of every epoch, the winners, whether committed. */
@@ -119,11 +140,25 @@ public final class RssApp implements AutoCloseable {
     return master.call(s -> s.getShuffle(GetShuffleRequest.newBuilder().setShuffleId(shuffle).build()));
   }
 
+  /** Returns the shuffle's state, or null when the application has no such shuffle. */
+  public ShuffleState shuffleIfExists(int shuffle) {
+    try {
+      return shuffle(shuffle);
+    } catch (StatusRuntimeException e) {
+      if (e.getStatus().getCode() == Status.Code.NOT_FOUND) {
+        return null;
+      }
+      throw e;
+    }
+  }
+
   /**
    * Returns the state of the shuffle once it is committed, committing it first if it is not. The
-   * readers of one process share one commit call; the master runs a commit once whoever asks.
+   * readers of one process share one commit call; the master runs a commit once whoever asks. A
+   * commit the master keeps refusing until the retry deadline (a partition with no copy left to
+   * commit) is a {@link DataLostException}; masters that cannot be reached are not.
    */
-  public ShuffleState committed(int shuffle) {
+  public ShuffleState committed(int shuffle) throws DataLostException {
     ShuffleState st = shuffle(shuffle);
     if (st.getCommitted()) {
       return st;
@@ -131,14 +166,21 @@ public final class RssApp implements AutoCloseable {
     CompletableFuture<ShuffleState> f = new CompletableFuture<>();
     CompletableFuture<ShuffleState> prev = commits.putIfAbsent(shuffle, f);
     if (prev != null) {
-      return prev.join();
+      try {
+        return prev.join();
+      } catch (java.util.concurrent.CompletionException e) {
+        if (e.getCause() instanceof DataLostException d) {
+          throw d;
+        }
+        throw e;
+      }
     }
     try {
-      master.call(s -> s.commitShuffle(CommitShuffleRequest.newBuilder().setShuffleId(shuffle).build()));
+      commit(shuffle);
       st = shuffle(shuffle);
       f.complete(st);
       return st;
-    } catch (RuntimeException e) {
+    } catch (DataLostException | RuntimeException e) {
       f.completeExceptionally(e);
       throw e;
     } finally {
@@ -146,9 +188,34 @@ public final class RssApp implements AutoCloseable {
     }
   }
 
-  /** Opens a writer for one map attempt. */
-  public MapWriter newWriter(int shuffle, int mapIndex, int attempt) {
-    return new MapWriter(this, shuffle(shuffle), mapIndex, attempt);
+  /** Commits the shuffle, retrying a commit the master answered with a retryable refusal. */
+  private void commit(int shuffle) throws DataLostException {
+    long deadline = System.nanoTime() + cfg.retryDeadline().toNanos();
+    for (int attempt = 0; ; attempt++) {
+      try {
+        master.call(s -> s.commitShuffle(CommitShuffleRequest.newBuilder().setShuffleId(shuffle).build()));
+        return;
+      } catch (StatusRuntimeException e) {
+        Status.Code code = e.getStatus().getCode();
+        boolean retry = code == Status.Code.UNAVAILABLE || code == Status.Code.ABORTED;
+        if (!retry) {
+          throw e;
+        }
+        if (System.nanoTime() - deadline > 0) {
+          if (MasterClient.served(e)) {
+            // A master answered: some partition has no copy it could commit.
+            throw new DataLostException(shuffle, -1, "the shuffle cannot be committed", e);
+          }
+          throw e;
+        }
+        MapWriter.backoff(attempt);
+      }
+    }
+  }
+
+  /** Opens a writer for one map attempt of a shuffle whose current layout is given. */
+  public MapWriter newWriter(int shuffle, ShuffleLayout layout, int numPartitions, int mapIndex, int attempt) {
+    return new MapWriter(this, shuffle, layout, numPartitions, mapIndex, attempt);
   }
 
   /** Deletes the shuffle's data (unknown shuffles too). */

@@ -38,9 +38,16 @@ public final class BasaltShuffleManager implements ShuffleManager {
   private final BasaltConf settings;
   private final boolean isDriver;
   private final Map<String, RssApp> apps = new ConcurrentHashMap<>();
+  // "shuffle/run" -> the generation that run claimed, so later tasks of the run claim it at once.
+  private final Map<String, Integer> generations = new ConcurrentHashMap<>();
   private volatile RssConfig driverApp;
 
   public BasaltShuffleManager(SparkConf conf, boolean isDriver) {
+    if (conf.getBoolean("spark.shuffle.useOldFetchProtocol", false)) {
+      // The old protocol names map outputs by map index, not by task attempt: the reader could
+      // not tell a speculative or retried attempt's output from the one Spark registered.
+      throw new IllegalArgumentException(BasaltShuffleManager.class.getName() + " needs spark.shuffle.useOldFetchProtocol=false");
+    }
     this.conf = conf;
     this.settings = new BasaltConf(conf);
     this.isDriver = isDriver;
@@ -67,20 +74,23 @@ public final class BasaltShuffleManager implements ShuffleManager {
     return apps.computeIfAbsent(cfg.appId(), id -> RssApp.connect(cfg));
   }
 
+  /**
+   * Registers the application with the RSS on the first shuffle and returns the handle. The RSS
+   * shuffles themselves are registered by the map tasks, one per run of the map stage ({@link
+   * RssShuffles}).
+   */
   @Override
   public <K, V, C> ShuffleHandle registerShuffle(int shuffleId, ShuffleDependency<K, V, C> dependency) {
     RssConfig cfg = driverApplication();
-    int maps = dependency.rdd().getNumPartitions();
-    int partitions = dependency.partitioner().numPartitions();
-    app(cfg).registerShuffle(shuffleId, maps, partitions);
-    return new BasaltShuffleHandle<>(shuffleId, dependency, cfg);
+    RssShuffles.id(shuffleId, RssShuffles.GENERATIONS - 1); // fails now if the id has no room
+    return new BasaltShuffleHandle<>(shuffleId, dependency, dependency.rdd().getNumPartitions(), cfg);
   }
 
   @Override
   @SuppressWarnings("unchecked")
   public <K, V> ShuffleWriter<K, V> getWriter(ShuffleHandle handle, long mapId, TaskContext context, ShuffleWriteMetricsReporter metrics) {
     BasaltShuffleHandle<K, V, Object> h = (BasaltShuffleHandle<K, V, Object>) handle;
-    return new BasaltShuffleWriter<>(app(h.rss()), h, mapId, context, metrics, settings);
+    return new BasaltShuffleWriter<>(app(h.rss()), h, mapId, context, metrics, settings, generations);
   }
 
   @Override
@@ -91,15 +101,22 @@ public final class BasaltShuffleManager implements ShuffleManager {
     return new BasaltShuffleReader<>(app(h.rss()), h, startMapIndex, endMapIndex, startPartition, endPartition, context, metrics);
   }
 
+  /** On the driver, deletes every generation of the shuffle from the RSS. */
   @Override
   public boolean unregisterShuffle(int shuffleId) {
     RssConfig cfg = driverApp;
-    if (isDriver && cfg != null) {
-      try {
-        app(cfg).unregisterShuffle(shuffleId);
-      } catch (RuntimeException e) {
-        LOG.log(Level.WARNING, "rss: unregistering shuffle " + shuffleId + " failed; the application's end deletes it", e);
+    if (!isDriver || cfg == null) {
+      return true;
+    }
+    generations.keySet().removeIf(k -> k.startsWith(shuffleId + "/"));
+    try {
+      RssApp a = app(cfg);
+      // Runs claim generations from 0 up, so the first missing one ends the list.
+      for (int gen = 0; gen < RssShuffles.GENERATIONS && a.shuffleIfExists(RssShuffles.id(shuffleId, gen)) != null; gen++) {
+        a.unregisterShuffle(RssShuffles.id(shuffleId, gen));
       }
+    } catch (RuntimeException e) {
+      LOG.log(Level.WARNING, "rss: unregistering shuffle " + shuffleId + " failed; the application's end deletes it", e);
     }
     return true;
   }

@@ -5,27 +5,44 @@ import io.basalt.rss.client.PartitionReader;
 import io.basalt.rss.client.RssApp;
 import io.basalt.rss.proto.ShuffleState;
 import java.io.ByteArrayInputStream;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.TreeMap;
 import org.apache.spark.Aggregator;
 import org.apache.spark.InterruptibleIterator;
 import org.apache.spark.ShuffleDependency;
+import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import org.apache.spark.serializer.SerializerInstance;
 import org.apache.spark.shuffle.FetchFailedException;
 import org.apache.spark.shuffle.ShuffleReadMetricsReporter;
 import org.apache.spark.shuffle.ShuffleReader;
+import org.apache.spark.storage.BlockId;
+import org.apache.spark.storage.BlockManagerId;
+import org.apache.spark.storage.ShuffleBlockId;
 import org.apache.spark.util.TaskCompletionListener;
 import org.apache.spark.util.collection.ExternalSorter;
 import scala.Option;
 import scala.Product2;
+import scala.Tuple2;
+import scala.Tuple3;
 import scala.collection.AbstractIterator;
 import scala.collection.Iterator;
+import scala.collection.Seq;
 
 /**
  * Reads reduce partitions [startPartition, endPartition) of a shuffle, restricted to maps
- * [startMap, endMap) (AQE's coalesced and skew-split reads), from the RSS: the shuffle is
- * committed by its first reader, every partition is read exactly (winning attempts only, CRCs,
- * batch counts), and the records are aggregated and sorted as Spark's own
- * BlockStoreShuffleReader does. A partition no copy can serve raises FetchFailedException.
+ * [startMap, endMap) (AQE's coalesced and skew-split reads), from the RSS.
+ *
+ * <p>Which attempt of each map counts is Spark's to say: the reader asks Spark's map output
+ * tracker, as Spark's own reader does, and reads exactly the attempt whose map status Spark
+ * registered (its task attempt id), from the RSS shuffle of the generation the status names, so
+ * a speculative copy, a retried task or a rerun stage is never read twice nor dropped. Each RSS
+ * shuffle is committed by its first reader; every partition is read exactly (CRCs, the batch
+ * count the attempt reported). Records are aggregated and sorted as Spark's own
+ * BlockStoreShuffleReader does. Data no copy can serve raises FetchFailedException, so Spark
+ * reruns the map stage.
  */
 final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
   private final RssApp app;
@@ -54,10 +71,7 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
   @Override
   @SuppressWarnings({"unchecked", "rawtypes"})
   public Iterator<Product2<K, C>> read() {
-    long t0 = System.nanoTime();
-    ShuffleState st = app.committed(shuffleId);
-    metrics.incFetchWaitTime((System.nanoTime() - t0) / 1_000_000);
-    Records records = new Records(st);
+    Records records = new Records(plan());
     context.addTaskCompletionListener(new TaskCompletionListener() {
       @Override
       public void onTaskCompletion(TaskContext ctx) {
@@ -81,17 +95,50 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
     return new InterruptibleIterator<>(context, out);
   }
 
-  /** The deserialized records of every partition in range, one partition after another. */
-  private final class Records extends AbstractIterator<Product2<Object, Object>> {
-    private final ShuffleState st;
-    private final SerializerInstance ser = dep.serializer().newInstance();
-    private int partition = startPartition;
-    private PartitionReader reader;
-    private Iterator<scala.Tuple2<Object, Object>> batch;
-    private boolean done;
+  /** One read: a partition of one generation, the attempt of each map that counts. */
+  private record Read(int partition, int gen, Map<Integer, Integer> attempts) {}
 
-    Records(ShuffleState st) {
-      this.st = st;
+  /**
+   * Asks Spark's map output tracker which attempt of each map in range counts and which
+   * generation holds it, and returns the reads in partition order. A map with no data in a
+   * partition is not listed by Spark and needs no read.
+   */
+  private ArrayDeque<Read> plan() {
+    TreeMap<Integer, TreeMap<Integer, Map<Integer, Integer>>> byPartition = new TreeMap<>();
+    scala.collection.Iterator<Tuple2<BlockManagerId, Seq<Tuple3<BlockId, Object, Object>>>> it =
+        SparkEnv.get().mapOutputTracker().getMapSizesByExecutorId(shuffleId, startMap, endMap, startPartition, endPartition);
+    while (it.hasNext()) {
+      Tuple2<BlockManagerId, Seq<Tuple3<BlockId, Object, Object>>> loc = it.next();
+      int gen = RssShuffles.generation(shuffleId, loc._1());
+      scala.collection.Iterator<Tuple3<BlockId, Object, Object>> blocks = loc._2().iterator();
+      while (blocks.hasNext()) {
+        Tuple3<BlockId, Object, Object> b = blocks.next();
+        if (!(b._1() instanceof ShuffleBlockId id)) {
+          throw new IllegalStateException("shuffle " + shuffleId + ": unexpected block " + b._1());
+        }
+        byPartition.computeIfAbsent(id.reduceId(), p -> new TreeMap<>())
+            .computeIfAbsent(gen, g -> new HashMap<>())
+            .put((Integer) b._3(), Math.toIntExact(id.mapId()));
+      }
+    }
+    ArrayDeque<Read> reads = new ArrayDeque<>();
+    byPartition.forEach((p, gens) -> gens.forEach((g, attempts) -> reads.add(new Read(p, g, attempts))));
+    return reads;
+  }
+
+  /** The deserialized records of every read, one after another. */
+  private final class Records extends AbstractIterator<Product2<Object, Object>> {
+    private final ArrayDeque<Read> reads;
+    private final Map<Integer, ShuffleState> committed = new HashMap<>(); // by generation
+    private final SerializerInstance ser = dep.serializer().newInstance();
+    private Read read;
+    private PartitionReader reader;
+    private Iterator<Tuple2<Object, Object>> batch;
+    private boolean done;
+    private boolean merged;
+
+    Records(ArrayDeque<Read> reads) {
+      this.reads = reads;
     }
 
     @Override
@@ -111,33 +158,54 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
       return batch.next();
     }
 
-    /** Loads the next record (a serialized batch) of the current or next partition. */
+    /** Loads the next batch of the current or next read. */
     private void nextBatch() {
       long t0 = System.nanoTime();
       try {
         while (true) {
           if (reader == null) {
-            if (partition >= endPartition) {
+            read = reads.poll();
+            if (read == null) {
               done = true;
+              mergeMetrics();
               return;
             }
-            reader = new PartitionReader(app, st, partition, startMap, endMap);
+            reader = new PartitionReader(app, state(read.gen()), read.partition(), read.attempts());
           }
+          long before = reader.storedBytesRead();
           byte[] rec = reader.next();
           if (rec != null) {
-            metrics.incRemoteBytesRead(rec.length);
+            // Stored (compressed) bytes, as Spark's own reader counts them.
+            metrics.incRemoteBytesRead(reader.storedBytesRead() - before);
             metrics.incRemoteBlocksFetched(1);
             batch = ser.deserializeStream(new ByteArrayInputStream(rec)).asKeyValueIterator();
             return;
           }
           reader.close();
           reader = null;
-          partition++;
         }
       } catch (DataLostException e) {
-        throw sneaky(new FetchFailedException(BasaltShuffleWriter.LOCATION, shuffleId, -1L, -1, e.partition(), e.getMessage(), e));
+        throw sneaky(new FetchFailedException(RssShuffles.location(read.gen()), shuffleId, -1L, -1, read.partition(), e.getMessage(), e));
       } finally {
         metrics.incFetchWaitTime((System.nanoTime() - t0) / 1_000_000);
+      }
+    }
+
+    /** Returns the committed state of generation gen, committing it on first use. */
+    private ShuffleState state(int gen) throws DataLostException {
+      ShuffleState st = committed.get(gen);
+      if (st == null) {
+        st = app.committed(RssShuffles.id(shuffleId, gen));
+        committed.put(gen, st);
+      }
+      return st;
+    }
+
+    /** Adds what this read counted to the task's shuffle read metrics (once), as Spark's reader does at its end. */
+    void mergeMetrics() {
+      if (!merged) {
+        merged = true;
+        context.taskMetrics().mergeShuffleReadMetrics();
       }
     }
 

@@ -2,8 +2,10 @@ package io.basalt.rss.spark;
 
 import io.basalt.rss.client.MapWriter;
 import io.basalt.rss.client.RssApp;
+import io.basalt.rss.proto.ShuffleLayout;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.util.Map;
 import org.apache.spark.Partitioner;
 import org.apache.spark.ShuffleDependency;
 import org.apache.spark.TaskContext;
@@ -15,7 +17,6 @@ import org.apache.spark.serializer.SerializerInstance;
 import org.apache.spark.shuffle.ShuffleWriteMetricsReporter;
 import org.apache.spark.shuffle.ShuffleWriter;
 import org.apache.spark.storage.BlockManagerId;
-import org.apache.spark.storage.BlockManagerId$;
 import scala.Option;
 import scala.Product2;
 import scala.collection.Iterator;
@@ -26,12 +27,10 @@ import scala.reflect.ClassTag$;
  * Writes one map task's output to the RSS: records are combined map-side when the dependency
  * asks, partitioned with its partitioner, serialized with its serializer into a buffer per
  * partition, and a partition's buffer is pushed as one batch (one complete serialization stream)
- * when it fills or the task's buffers together pass their bound.
+ * when it fills or the task's buffers together pass their bound. The task's stage attempt claims
+ * the RSS shuffle it writes ({@link RssShuffles}).
  */
 final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
-  /** Where every map output "lives": a block manager no executor owns. */
-  static final BlockManagerId LOCATION = BlockManagerId$.MODULE$.apply("basalt-rss", "basalt-rss", 1, Option.apply(null));
-
   private static final ClassTag<Object> ANY = ClassTag$.MODULE$.Any();
 
   private final ShuffleDependency<K, V, C> dep;
@@ -40,8 +39,10 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
   private final ShuffleWriteMetricsReporter metrics;
   private final BasaltConf settings;
   private final MapWriter writer;
+  private final BlockManagerId location;
   private final Buffer[] buffers;
   private long buffered;
+  private long writeTime; // nanoseconds in push and close: compressing, sending, waiting for acks
   private long[] lengths;
   private MapStatus status;
   private boolean stopping;
@@ -57,16 +58,27 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
   }
 
   BasaltShuffleWriter(RssApp app, BasaltShuffleHandle<K, V, C> handle, long mapId, TaskContext context,
-      ShuffleWriteMetricsReporter metrics, BasaltConf settings) {
+      ShuffleWriteMetricsReporter metrics, BasaltConf settings, Map<String, Integer> generations) {
     this.dep = handle.dependency();
     this.mapId = mapId;
     this.context = context;
     this.metrics = metrics;
     this.settings = settings;
-    // The attempt is Spark's task attempt id: unique in the application, so speculative copies,
-    // task retries and tasks of retried stages are all different attempts.
-    this.writer = app.newWriter(handle.shuffleId(), context.partitionId(), Math.toIntExact(mapId));
-    this.buffers = new Buffer[writer.numPartitions()];
+    String run = RssShuffles.run(context.stageId(), context.stageAttemptNumber());
+    String key = handle.shuffleId() + "/" + run;
+    int gen = generations.getOrDefault(key, 0);
+    ShuffleLayout layout;
+    while ((layout = app.claimShuffle(RssShuffles.id(handle.shuffleId(), gen), handle.numMaps(), handle.numPartitions(), run)) == null) {
+      gen++; // an earlier run of the map stage holds it
+    }
+    generations.put(key, gen);
+    this.location = RssShuffles.location(gen);
+    // The attempt is Spark's task attempt id (the map id): unique in the application, so
+    // speculative copies, task retries and tasks of retried stages are all different attempts,
+    // and readers find the one Spark's map output tracker registered.
+    this.writer = app.newWriter(RssShuffles.id(handle.shuffleId(), gen), layout, handle.numPartitions(),
+        context.partitionId(), Math.toIntExact(mapId));
+    this.buffers = new Buffer[handle.numPartitions()];
   }
 
   @Override
@@ -88,7 +100,6 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
     // serializer stream in all. Others (Java serialization) get one stream per partition.
     ByteArrayOutputStream scratch = new ByteArrayOutputStream();
     SerializationStream shared = relocatable ? ser.serializeStream(scratch) : null;
-    long start = System.nanoTime();
     while (it.hasNext()) {
       Product2<K, ?> r = it.next();
       int p = partitioner.getPartition(r._1());
@@ -121,10 +132,12 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
     for (int p = 0; p < buffers.length; p++) {
       push(p);
     }
+    long start = System.nanoTime();
     writer.close();
+    writeTime += System.nanoTime() - start;
+    metrics.incWriteTime(writeTime);
     lengths = writer.storedBytes();
-    metrics.incWriteTime(System.nanoTime() - start);
-    status = MapStatus$.MODULE$.apply(LOCATION, lengths, mapId);
+    status = MapStatus$.MODULE$.apply(location, lengths, mapId);
   }
 
   private int largest() {
@@ -148,7 +161,9 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
       b.stream = null;
     }
     buffered -= Math.min(buffered, b.size());
+    long start = System.nanoTime();
     int stored = writer.push(p, b.array(), 0, b.size());
+    writeTime += System.nanoTime() - start;
     metrics.incBytesWritten(stored);
     metrics.incRecordsWritten(b.records);
     b.reset();
