@@ -207,37 +207,45 @@ vm-assets:
 	echo "$$pkg $$(dpkg-deb -f "$$deb" Version)" > "$$dir/package"; \
 	echo "vm-assets: $$(cat "$$dir/package") unpacked into $$dir"
 
-## spark-plugin: build the Spark shuffle plugin (rss/spark/target/basalt-rss-spark.jar) and its test jobs.
+## spark-plugin: build the Spark shuffle plugin (rss/spark/target/basalt-rss-spark.jar), its tests and test jobs.
 # Maven rebuilds only when a source, the pom or rss.proto changed. The
-# Spark version is this Makefile's, passed to the pom.
+# Spark versions are this Makefile's, passed to the pom.
 SPARK_VERSION  := 3.5.7
+SPARK4_VERSION := 4.2.0
 MVN            ?= mvn
 SPARK_TARGET   := rss/spark/target
 SPARK_JARS     := $(SPARK_TARGET)/basalt-rss-spark.jar $(SPARK_TARGET)/basalt-rss-spark-tests.jar
-SPARK_SOURCES   = rss/spark/pom.xml proto/basalt/rss/v1/rss.proto $(shell find rss/spark/src -type f | LC_ALL=C sort)
-.PHONY: spark-plugin
+SPARK4_JARS    := $(SPARK_TARGET)/spark4/basalt-rss-spark.jar $(SPARK_TARGET)/spark4/basalt-rss-spark-tests.jar
+SPARK_SOURCES   = rss/spark/pom.xml proto/basalt/rss/v1/rss.proto rss/client/testdata/batches.json \
+	$(shell find rss/spark/src -type f | LC_ALL=C sort)
+.PHONY: spark-plugin spark4-plugin
 spark-plugin: $(SPARK_JARS)
 $(SPARK_JARS) &: $(SPARK_SOURCES)
 	$(MVN) -B -q -f rss/spark/pom.xml -Dspark.version=$(SPARK_VERSION) package
 	@touch $(SPARK_JARS)
+## spark4-plugin: the same for Spark 4 (Scala 2.13), in rss/spark/target/spark4/.
+spark4-plugin: $(SPARK4_JARS)
+$(SPARK4_JARS) &: $(SPARK_SOURCES)
+	$(MVN) -B -q -f rss/spark/pom.xml -Pspark4 -Dspark.version=$(SPARK4_VERSION) package
+	@touch $(SPARK4_JARS)
 
-## spark: install Spark $(SPARK_VERSION) for the tests into .tools (PyPI's pyspark ships a whole Spark home).
-SPARK_DIR  := $(TOOLS_DIR)/spark-$(SPARK_VERSION)
-SPARK_HOME_DIR := $(SPARK_DIR)/pyspark
-.PHONY: spark spark-home
-spark: $(SPARK_DIR)/installed
-$(SPARK_DIR)/installed:
-	@rm -rf $(SPARK_DIR)
-	python3 -m pip install -q --disable-pip-version-check --no-deps --target $(SPARK_DIR) pyspark==$(SPARK_VERSION)
-	@test -x $(SPARK_HOME_DIR)/bin/spark-submit
+## spark: install Spark $(SPARK_VERSION) and $(SPARK4_VERSION) for the tests into .tools (PyPI's pyspark ships a whole Spark home).
+.PHONY: spark spark-home spark4-home
+spark: $(TOOLS_DIR)/spark-$(SPARK_VERSION)/installed $(TOOLS_DIR)/spark-$(SPARK4_VERSION)/installed
+$(TOOLS_DIR)/spark-%/installed:
+	@rm -rf $(TOOLS_DIR)/spark-$*
+	python3 -m pip install -q --disable-pip-version-check --no-deps --target $(TOOLS_DIR)/spark-$* pyspark==$*
+	@test -x $(TOOLS_DIR)/spark-$*/pyspark/bin/spark-submit
 	@touch $@
-# spark-home prints the SPARK_HOME the tests use.
+# spark-home and spark4-home print the SPARK_HOME the tests use.
 spark-home:
-	@echo $(SPARK_HOME_DIR)
+	@echo $(TOOLS_DIR)/spark-$(SPARK_VERSION)/pyspark
+spark4-home:
+	@echo $(TOOLS_DIR)/spark-$(SPARK4_VERSION)/pyspark
 
 ## test: every check and every test. This is the command CI runs.
 .PHONY: test
-test: system-deps lint spark spark-plugin
+test: system-deps lint spark spark-plugin spark4-plugin
 	$(GO) test $(GO_TEST_FLAGS) ./...
 
 ## bench: the raft benchmark (3 hosts, loopback gRPC, Pebble on disk).

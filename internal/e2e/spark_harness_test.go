@@ -21,13 +21,27 @@ import (
 	"basalt/internal/testwait"
 )
 
-// Spark for the tests is Spark 3.5 from PyPI's pyspark package (a whole
-// Spark home with bin/ and jars/), installed into .tools by `make spark`;
-// the plugin and the test jobs (rss/spark/src/test/.../jobs) are built by
-// `make spark-plugin`. The first test that needs Spark runs both targets,
-// which do nothing when they are up to date.
+// Spark for the tests is PyPI's pyspark package (a whole Spark home with
+// bin/ and jars/), Spark 3.5 and Spark 4, installed into .tools by `make
+// spark`; the plugin, its tests and the test jobs
+// (rss/spark/src/test/.../jobs) are built by `make spark-plugin` (and
+// spark4-plugin). The first test that needs a Spark line runs those
+// targets, which do nothing when they are up to date.
 
-// sparkTools is where Spark, Java 17 and the jars are.
+// sparkLine is a Spark release line the plugin is built for.
+type sparkLine struct {
+	name   string // "spark3", "spark4"
+	plugin string // the make target that builds its jars
+	home   string // the make target that prints its SPARK_HOME
+	target string // its jars' directory under rss/spark
+}
+
+var (
+	spark3 = sparkLine{name: "spark3", plugin: "spark-plugin", home: "spark-home", target: "target"}
+	spark4 = sparkLine{name: "spark4", plugin: "spark4-plugin", home: "spark4-home", target: "target/spark4"}
+)
+
+// sparkTools is where a Spark line, Java 17 and the jars are.
 type sparkTools struct {
 	home     string // SPARK_HOME
 	javaHome string
@@ -35,34 +49,35 @@ type sparkTools struct {
 	jobs     string // basalt-rss-spark-tests.jar
 }
 
-// sparkShared is the standalone Spark cluster every Spark test submits
-// to, started by the first one and stopped after the last (runMain).
+// sparkShared holds the standalone Spark cluster of each line the tests
+// submit to, started by the first test that needs it and stopped after
+// the last (runMain).
 var sparkShared struct {
-	mu  sync.Mutex
-	c   *sparkCluster
-	err error
+	mu       sync.Mutex
+	clusters map[string]*sparkCluster
+	errs     map[string]error
 }
 
-// findSparkTools makes sure Spark and the jars exist (make spark
-// spark-plugin) and finds a Java 17.
-func findSparkTools() (*sparkTools, error) {
+// findSparkTools makes sure the line's Spark and jars exist (make spark
+// and its plugin target) and finds a Java 17.
+func findSparkTools(line sparkLine) (*sparkTools, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return nil, err
 	}
-	mk := exec.Command("make", "--no-print-directory", "-C", root, "spark", "spark-plugin")
+	mk := exec.Command("make", "--no-print-directory", "-C", root, "spark", line.plugin)
 	if out, err := mk.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("make spark spark-plugin: %w\n%s", err, out)
+		return nil, fmt.Errorf("make spark %s: %w\n%s", line.plugin, err, out)
 	}
-	out, err := exec.Command("make", "--no-print-directory", "-s", "-C", root, "spark-home").Output()
+	out, err := exec.Command("make", "--no-print-directory", "-s", "-C", root, line.home).Output()
 	if err != nil {
-		return nil, fmt.Errorf("make spark-home: %w", err)
+		return nil, fmt.Errorf("make %s: %w", line.home, err)
 	}
 	javaHome, err := java17()
 	if err != nil {
 		return nil, err
 	}
-	target := filepath.Join(root, "rss", "spark", "target")
+	target := filepath.Join(root, "rss", "spark", line.target)
 	return &sparkTools{
 		home: strings.TrimSpace(string(out)), javaHome: javaHome,
 		plugin: filepath.Join(target, "basalt-rss-spark.jar"), jobs: filepath.Join(target, "basalt-rss-spark-tests.jar"),
@@ -97,36 +112,47 @@ type sparkCluster struct {
 	logs   []string
 }
 
-// spark returns the shared Spark cluster, starting it on first use.
-func spark(t *testing.T) *sparkCluster {
+// spark returns the shared Spark 3.5 cluster, starting it on first use.
+func spark(t *testing.T) *sparkCluster { return sparkOf(t, spark3) }
+
+// sparkOf returns the shared cluster of a Spark line, starting it on
+// first use.
+func sparkOf(t *testing.T, line sparkLine) *sparkCluster {
 	t.Helper()
 	sparkShared.mu.Lock()
 	defer sparkShared.mu.Unlock()
-	if sparkShared.c == nil && sparkShared.err == nil {
-		sparkShared.c, sparkShared.err = startSpark(testnet.FreeAddr(t), testnet.FreeAddr(t))
+	if sparkShared.clusters == nil {
+		sparkShared.clusters, sparkShared.errs = map[string]*sparkCluster{}, map[string]error{}
 	}
-	if sparkShared.err != nil {
-		t.Fatalf("starting Spark: %v", sparkShared.err)
+	c, err := sparkShared.clusters[line.name], sparkShared.errs[line.name]
+	if c == nil && err == nil {
+		c, err = startSpark(line, testnet.FreeAddr(t), testnet.FreeAddr(t))
+		sparkShared.clusters[line.name], sparkShared.errs[line.name] = c, err
 	}
-	return sparkShared.c
+	if err != nil {
+		t.Fatalf("starting %s: %v", line.name, err)
+	}
+	return c
 }
 
-// stopSharedSpark stops the shared cluster, if any.
+// stopSharedSpark stops the shared clusters.
 func stopSharedSpark() {
 	sparkShared.mu.Lock()
 	defer sparkShared.mu.Unlock()
-	if sparkShared.c != nil {
-		sparkShared.c.stop()
-		sparkShared.c = nil
+	for name, c := range sparkShared.clusters {
+		if c != nil {
+			c.stop()
+		}
+		delete(sparkShared.clusters, name)
 	}
 }
 
-func startSpark(masterAddr, uiAddr string) (*sparkCluster, error) {
-	tools, err := findSparkTools()
+func startSpark(line sparkLine, masterAddr, uiAddr string) (*sparkCluster, error) {
+	tools, err := findSparkTools(line)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "basalt-spark-")
+	dir, err := os.MkdirTemp("", "basalt-"+line.name+"-")
 	if err != nil {
 		return nil, err
 	}

@@ -107,30 +107,40 @@ func pauseResult(t *testing.T, r sparkResult) {
 // fetch fails; with Spark's own shuffle the same job reruns map tasks.
 func TestSparkExecutorLossRerunsNoMapTask(t *testing.T) {
 	sc := spark(t)
-	rss := startRSS(t, 2)
-	run := func(rss *rssCluster) sparkResult {
-		dir := pauseDir(t)
-		app := sc.submit(t, pauseJob(dir, rss))
-		killExecutor(t, waitPaused(t, app, dir))
-		resume(t, dir)
-		r := app.wait()
-		pauseResult(t, r)
-		if r.Stats.ExecutorsRemoved == 0 {
-			t.Errorf("no executor was lost")
-		}
-		return r
-	}
-	basalt := run(rss)
-	if st := basalt.Stats; st.MapTasksEnded != pauseMaps || st.FetchFailures != 0 || st.StageReruns != 0 {
-		t.Errorf("with the RSS: %d map tasks ran (want %d), %d fetch failures, %d stage reruns; want none rerun",
-			st.MapTasksEnded, pauseMaps, st.FetchFailures, st.StageReruns)
-	}
-	own := run(nil)
+	basalt := evictExecutor(t, sc, startRSS(t, 2))
+	own := evictExecutor(t, sc, nil)
 	if st := own.Stats; st.MapTasksEnded <= pauseMaps {
 		t.Errorf("with Spark's shuffle %d map tasks ran; the lost executor's map outputs should have been recomputed", st.MapTasksEnded)
 	}
 	t.Logf("executor killed in the reduce stage: %d ms and %d map tasks with the RSS, %d ms and %d map tasks (%d fetch failures) with Spark's shuffle",
 		basalt.Millis, basalt.Stats.MapTasksEnded, own.Millis, own.Stats.MapTasksEnded, own.Stats.FetchFailures)
+}
+
+// TestSpark4ExecutorLossRerunsNoMapTask is the eviction test on Spark 4
+// (Scala 2.13), with the plugin built by the spark4 Maven profile.
+func TestSpark4ExecutorLossRerunsNoMapTask(t *testing.T) {
+	evictExecutor(t, sparkOf(t, spark4), startRSS(t, 2))
+}
+
+// evictExecutor runs the pause job and kills an executor running a reduce
+// task once the map stage is over. With rss (nil: Spark's own shuffle) it
+// checks that no map task ran twice, no fetch failed and no stage reran.
+func evictExecutor(t *testing.T, sc *sparkCluster, rss *rssCluster) sparkResult {
+	t.Helper()
+	dir := pauseDir(t)
+	app := sc.submit(t, pauseJob(dir, rss))
+	killExecutor(t, waitPaused(t, app, dir))
+	resume(t, dir)
+	r := app.wait()
+	pauseResult(t, r)
+	if r.Stats.ExecutorsRemoved == 0 {
+		t.Errorf("no executor was lost")
+	}
+	if st := r.Stats; rss != nil && (st.MapTasksEnded != pauseMaps || st.FetchFailures != 0 || st.StageReruns != 0) {
+		t.Errorf("with the RSS: %d map tasks ran (want %d), %d fetch failures, %d stage reruns; want none rerun",
+			st.MapTasksEnded, pauseMaps, st.FetchFailures, st.StageReruns)
+	}
+	return r
 }
 
 // TestSparkRSSWorkerLossReadsReplicas kills an RSS worker with SIGKILL

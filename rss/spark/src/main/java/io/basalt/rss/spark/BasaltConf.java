@@ -16,6 +16,7 @@ final class BasaltConf {
   static final String CODEC = PREFIX + "compression.codec";
   static final String REPLICATE = PREFIX + "replicate";
   static final String RETRY_DEADLINE = PREFIX + "retryDeadline";
+  static final String APP_TOKEN = PREFIX + "appToken";
 
   final long bufferSize;
   final long maxBuffered;
@@ -30,7 +31,7 @@ final class BasaltConf {
     }
   }
 
-  /** The client configuration of application appId, with a new token: the driver's. */
+  /** The client configuration of application appId, with its token: the driver's. */
   RssConfig newApplication(String appId) {
     String masters = conf.get(MASTERS, "");
     if (masters.isBlank()) {
@@ -39,10 +40,21 @@ final class BasaltConf {
     return new RssConfig(
         RssConfig.splitAddresses(masters),
         appId,
-        RssApp.newToken(),
+        token(conf.get(APP_TOKEN, "")),
         Codec.parse(conf.get(CODEC, "lz4")),
         conf.getBoolean(REPLICATE, true),
         conf.getSizeAsBytes(MAX_IN_FLIGHT, "64m"),
         Duration.ofMillis(conf.getTimeAsMs(RETRY_DEADLINE, "60s")));
+  }
+
+  /** Returns the configured token, checked, or a new random one when none is set. */
+  static String token(String configured) {
+    if (configured.isEmpty()) {
+      return RssApp.newToken();
+    }
+    if (configured.length() < 32 || configured.length() > 128 || !configured.chars().allMatch(c -> c > ' ' && c < 127)) {
+      throw new IllegalArgumentException(APP_TOKEN + " must be 32 to 128 printable ASCII characters without spaces");
+    }
+    return configured;
   }
 }

@@ -9,8 +9,6 @@ import java.util.logging.Logger;
 import org.apache.spark.ShuffleDependency;
 import org.apache.spark.SparkConf;
 import org.apache.spark.TaskContext;
-import org.apache.spark.network.buffer.ManagedBuffer;
-import org.apache.spark.network.shuffle.MergedBlockMeta;
 import org.apache.spark.shuffle.ShuffleBlockResolver;
 import org.apache.spark.shuffle.ShuffleHandle;
 import org.apache.spark.shuffle.ShuffleManager;
@@ -18,10 +16,6 @@ import org.apache.spark.shuffle.ShuffleReadMetricsReporter;
 import org.apache.spark.shuffle.ShuffleReader;
 import org.apache.spark.shuffle.ShuffleWriteMetricsReporter;
 import org.apache.spark.shuffle.ShuffleWriter;
-import org.apache.spark.storage.BlockId;
-import org.apache.spark.storage.ShuffleMergedBlockId;
-import scala.Option;
-import scala.collection.Seq;
 
 /**
  * A Spark ShuffleManager (spark.shuffle.manager) that keeps shuffle data on the Basalt RSS
@@ -123,25 +117,7 @@ public final class BasaltShuffleManager implements ShuffleManager {
 
   @Override
   public ShuffleBlockResolver shuffleBlockResolver() {
-    return new ShuffleBlockResolver() {
-      @Override
-      public ManagedBuffer getBlockData(BlockId blockId, Option<String[]> dirs) {
-        throw new UnsupportedOperationException("shuffle block " + blockId + " is on the Basalt RSS, not in a block manager");
-      }
-
-      @Override
-      public Seq<ManagedBuffer> getMergedBlockData(ShuffleMergedBlockId blockId, Option<String[]> dirs) {
-        throw new UnsupportedOperationException("push-based shuffle is not used with the Basalt RSS");
-      }
-
-      @Override
-      public MergedBlockMeta getMergedBlockMeta(ShuffleMergedBlockId blockId, Option<String[]> dirs) {
-        throw new UnsupportedOperationException("push-based shuffle is not used with the Basalt RSS");
-      }
-
-      @Override
-      public void stop() {}
-    };
+    return SparkCompat.blockResolver();
   }
 
   @Override

@@ -88,8 +88,7 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
       out = (Iterator) records;
     }
     if (dep.keyOrdering().isDefined()) {
-      ExternalSorter<K, C, C> sorter =
-          new ExternalSorter<>(context, Option.apply(null), Option.apply(null), dep.keyOrdering(), dep.serializer());
+      ExternalSorter<K, C, C> sorter = SparkCompat.sorter(context, dep);
       out = sorter.insertAllAndUpdateMetrics(out);
     }
     return new InterruptibleIterator<>(context, out);

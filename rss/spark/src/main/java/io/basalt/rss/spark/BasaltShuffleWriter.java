@@ -10,7 +10,6 @@ import org.apache.spark.Partitioner;
 import org.apache.spark.ShuffleDependency;
 import org.apache.spark.TaskContext;
 import org.apache.spark.scheduler.MapStatus;
-import org.apache.spark.scheduler.MapStatus$;
 import org.apache.spark.serializer.SerializationStream;
 import org.apache.spark.serializer.Serializer;
 import org.apache.spark.serializer.SerializerInstance;
@@ -137,7 +136,7 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
     writeTime += System.nanoTime() - start;
     metrics.incWriteTime(writeTime);
     lengths = writer.storedBytes();
-    status = MapStatus$.MODULE$.apply(location, lengths, mapId);
+    status = SparkCompat.mapStatus(location, lengths, mapId);
   }
 
   private int largest() {
