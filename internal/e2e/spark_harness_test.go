@@ -113,11 +113,11 @@ type sparkCluster struct {
 }
 
 // spark returns the shared Spark 3.5 cluster, starting it on first use.
-func spark(t *testing.T) *sparkCluster { return sparkOf(t, spark3) }
+func spark(t testing.TB) *sparkCluster { return sparkOf(t, spark3) }
 
 // sparkOf returns the shared cluster of a Spark line, starting it on
 // first use.
-func sparkOf(t *testing.T, line sparkLine) *sparkCluster {
+func sparkOf(t testing.TB, line sparkLine) *sparkCluster {
 	t.Helper()
 	sparkShared.mu.Lock()
 	defer sparkShared.mu.Unlock()
@@ -267,7 +267,7 @@ type sparkJob struct {
 
 // sparkApp is a running spark-submit.
 type sparkApp struct {
-	t     *testing.T
+	t     testing.TB
 	c     *sparkCluster
 	out   string // the job's output directory (result.json)
 	log   string
@@ -277,7 +277,7 @@ type sparkApp struct {
 }
 
 // submit starts job in the background.
-func (c *sparkCluster) submit(t *testing.T, job sparkJob) *sparkApp {
+func (c *sparkCluster) submit(t testing.TB, job sparkJob) *sparkApp {
 	t.Helper()
 	out := t.TempDir()
 	args := []string{"--master", c.master, "--deploy-mode", "client", "--class", "io.basalt.rss.jobs.Jobs"}
@@ -355,7 +355,7 @@ type jobResult struct {
 }
 
 // job decodes the result of job name into v.
-func (r sparkResult) job(t *testing.T, name string, v any) {
+func (r sparkResult) job(t testing.TB, name string, v any) {
 	t.Helper()
 	raw, ok := r.jobs[name]
 	if !ok {
@@ -426,7 +426,7 @@ func (a *sparkApp) dumpLogs() {
 }
 
 // pauseDir returns a directory for the pause job's rendezvous (Pause.java).
-func pauseDir(t *testing.T) string {
+func pauseDir(t testing.TB) string {
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
@@ -436,7 +436,7 @@ func pauseDir(t *testing.T) string {
 
 // waitPaused waits until a task of the pause job has written its marker
 // and returns the process id of that task's executor.
-func waitPaused(t *testing.T, a *sparkApp, dir string) int {
+func waitPaused(t testing.TB, a *sparkApp, dir string) int {
 	t.Helper()
 	var pid int
 	testwait.For(t, 3*time.Minute, "a reduce task paused", func() error {
@@ -461,7 +461,7 @@ func waitPaused(t *testing.T, a *sparkApp, dir string) int {
 }
 
 // resume lets the paused tasks go on (and later ones not pause).
-func resume(t *testing.T, dir string) {
+func resume(t testing.TB, dir string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -470,7 +470,7 @@ func resume(t *testing.T, dir string) {
 
 // killExecutor kills an executor JVM with SIGKILL, as a node losing it
 // (eviction, OOM killer) would.
-func killExecutor(t *testing.T, pid int) {
+func killExecutor(t testing.TB, pid int) {
 	t.Helper()
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || !bytes.Contains(cmdline, []byte("CoarseGrainedExecutorBackend")) {

@@ -92,7 +92,7 @@ func pauseJob(dir string, rss *rssCluster, conf ...string) sparkJob {
 const pauseMaps = 8
 
 // pauseResult decodes and checks the pause job's result.
-func pauseResult(t *testing.T, r sparkResult) {
+func pauseResult(t testing.TB, r sparkResult) {
 	t.Helper()
 	var p jobResult
 	r.job(t, "pause", &p)
@@ -125,7 +125,7 @@ func TestSpark4ExecutorLossRerunsNoMapTask(t *testing.T) {
 // evictExecutor runs the pause job and kills an executor running a reduce
 // task once the map stage is over. With rss (nil: Spark's own shuffle) it
 // checks that no map task ran twice, no fetch failed and no stage reran.
-func evictExecutor(t *testing.T, sc *sparkCluster, rss *rssCluster) sparkResult {
+func evictExecutor(t testing.TB, sc *sparkCluster, rss *rssCluster) sparkResult {
 	t.Helper()
 	dir := pauseDir(t)
 	app := sc.submit(t, pauseJob(dir, rss))

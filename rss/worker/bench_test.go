@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"basalt/rss/rsspb"
+	"basalt/rss/worker"
 )
 
 // Benchmark shape: benchPartitions partition files, each receiving
@@ -183,4 +184,41 @@ func reportPhases(b *testing.B, first, second time.Duration) {
 	bytes := float64(b.N) * benchPartitions * benchBatches * benchBatchBytes / 1e6
 	b.ReportMetric(bytes/first.Seconds(), "push-MB/s")
 	b.ReportMetric(bytes/second.Seconds(), "fetch-MB/s")
+}
+
+// BenchmarkCommitWide measures the commit of a wide shuffle: one 4 KiB
+// batch pushed to each of 2,000 partitions (one stream), then Commit
+// (flush, fsync and close 2,000 files, one synced index batch). The
+// sequential case (CommitParallelism 1) is the same-run baseline.
+func BenchmarkCommitWide(b *testing.B) {
+	const parts = 2000
+	for _, par := range []int{1, worker.DefaultCommitParallelism} {
+		b.Run(fmt.Sprintf("parallelism-%d", par), func(b *testing.B) {
+			cfg := dirsConfig(b, 1)
+			cfg.CommitParallelism = par
+			n := startNode(b, cfg)
+			ctx := appCtx(b.Context(), testApp)
+			shuffle := int32(0)
+			var commitTime time.Duration
+			for b.Loop() {
+				shuffle++
+				var bs []*rsspb.Batch
+				for p := range int32(parts) {
+					bs = append(bs, newBatch(shuffle, p, 0, 0, 0, 0, 4<<10))
+				}
+				if res := push(ctx, n.client, nil, bs); res.err != nil || res.acked != parts {
+					b.Fatalf("push: acked %d, %v", res.acked, res.err)
+				}
+				start := time.Now()
+				if got := commit(b, ctx, n.client, shuffle); got != parts {
+					b.Fatalf("committed %d partition files, want %d", got, parts)
+				}
+				commitTime += time.Since(start)
+				if _, err := n.client.DeleteShuffle(ctx, &rsspb.DeleteShuffleRequest{ShuffleId: shuffle}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(commitTime.Milliseconds())/float64(b.N), "commit-ms/op")
+		})
+	}
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -54,21 +55,36 @@ func (w *Worker) syncShuffleDir(dir string) error {
 	return nil
 }
 
-// commitFiles commits each file and returns those that succeeded with
-// their encoded indexes. A file that fails (an I/O error: acknowledged
-// batches may be lost) is left out and stays uncommitted; Fetch reports
-// it as ErrPartitionLost so readers use the replica, and the shuffle's
-// other files are committed regardless.
+// commitFiles commits each file (Config.CommitParallelism at a time) and
+// returns those that succeeded with their encoded indexes, in the order
+// of files. A file that fails (an I/O error: acknowledged batches may be
+// lost) is left out and stays uncommitted; Fetch reports it as
+// ErrPartitionLost so readers use the replica, and the shuffle's other
+// files are committed regardless.
 func (w *Worker) commitFiles(files []*partFile) ([]*partFile, [][]byte) {
+	indexes := make([][]byte, len(files))
+	errs := make([]error, len(files))
+	sem := make(chan struct{}, w.cfg.CommitParallelism)
+	var wg sync.WaitGroup
+	for i, f := range files {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var es []entry
+			if es, errs[i] = f.commit(); errs[i] == nil {
+				indexes[i] = encodeIndex(es)
+			}
+		})
+	}
+	wg.Wait()
 	var ok []*partFile
 	var index [][]byte
-	for _, f := range files {
-		es, err := f.commit()
-		if err != nil {
-			w.log.Error("partition file lost: not committed", "partition_file", f.key.String(), "err", err)
+	for i, f := range files {
+		if errs[i] != nil {
+			w.log.Error("partition file lost: not committed", "partition_file", f.key.String(), "err", errs[i])
 			continue
 		}
-		ok, index = append(ok, f), append(index, encodeIndex(es))
+		ok, index = append(ok, f), append(index, indexes[i])
 	}
 	return ok, index
 }

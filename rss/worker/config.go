@@ -12,11 +12,12 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMemoryLimitBytes = 256 << 20
-	DefaultFlushBytes       = 256 << 10
-	DefaultFlushInterval    = 50 * time.Millisecond
-	DefaultFetchChunkBytes  = 3 << 20
-	DefaultDiskReserveBytes = 64 << 20
+	DefaultMemoryLimitBytes  = 256 << 20
+	DefaultFlushBytes        = 256 << 10
+	DefaultFlushInterval     = 50 * time.Millisecond
+	DefaultFetchChunkBytes   = 3 << 20
+	DefaultDiskReserveBytes  = 64 << 20
+	DefaultCommitParallelism = 16
 )
 
 // MaxMessageBytes is the largest gRPC message the worker's default dialer
@@ -80,6 +81,11 @@ type Config struct {
 	// FetchResponse (a single larger batch is sent alone). Default 3 MiB,
 	// so that a response fits gRPC's default 4 MiB receive limit.
 	FetchChunkBytes int
+	// CommitParallelism is how many partition files a commit flushes and
+	// fsyncs at once: a wide shuffle has thousands, and concurrent fsyncs
+	// share the file system's journal commits where sequential ones each
+	// wait for their own. Default 16; 1 commits one file at a time.
+	CommitParallelism int
 	// Dialer reaches replica workers. Default: a gRPC client without
 	// transport security, with MaxMessageBytes as the message size limits.
 	Dialer Dialer
@@ -91,13 +97,14 @@ type Config struct {
 // be set.
 func DefaultConfig() Config {
 	return Config{
-		FS:               vfs.Default,
-		MemoryLimitBytes: DefaultMemoryLimitBytes,
-		FlushBytes:       DefaultFlushBytes,
-		FlushInterval:    DefaultFlushInterval,
-		FetchChunkBytes:  DefaultFetchChunkBytes,
-		DiskReserveBytes: DefaultDiskReserveBytes,
-		Logger:           slog.Default(),
+		FS:                vfs.Default,
+		MemoryLimitBytes:  DefaultMemoryLimitBytes,
+		FlushBytes:        DefaultFlushBytes,
+		FlushInterval:     DefaultFlushInterval,
+		FetchChunkBytes:   DefaultFetchChunkBytes,
+		DiskReserveBytes:  DefaultDiskReserveBytes,
+		CommitParallelism: DefaultCommitParallelism,
+		Logger:            slog.Default(),
 	}
 }
 
@@ -129,6 +136,9 @@ func (c *Config) Validate() error {
 	if c.DiskReserveBytes == 0 {
 		c.DiskReserveBytes = d.DiskReserveBytes
 	}
+	if c.CommitParallelism == 0 {
+		c.CommitParallelism = d.CommitParallelism
+	}
 	return c.check()
 }
 
@@ -146,6 +156,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: FlushBytes %d is negative", ErrInvalidConfig, c.FlushBytes)
 	case c.FetchChunkBytes < 0:
 		return fmt.Errorf("%w: FetchChunkBytes %d is negative", ErrInvalidConfig, c.FetchChunkBytes)
+	case c.CommitParallelism < 0:
+		return fmt.Errorf("%w: CommitParallelism %d is negative", ErrInvalidConfig, c.CommitParallelism)
 	}
 	seen := map[string]bool{}
 	for _, dir := range c.Dirs {

@@ -10,6 +10,7 @@ import io.basalt.rss.proto.PushRequest;
 import io.basalt.rss.proto.PushResponse;
 import io.basalt.rss.proto.ReviveRequest;
 import io.basalt.rss.proto.ShuffleLayout;
+import io.basalt.rss.proto.WorkerRef;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
 import java.io.IOException;
@@ -20,6 +21,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.function.BooleanSupplier;
 import java.util.logging.Logger;
 import java.util.zip.CRC32C;
 
@@ -108,17 +110,48 @@ public final class MapWriter {
     }
   }
 
-  /** One Push stream to a primary worker. Its fields are guarded by the writer. */
+  /**
+   * Batches a stream has not sent yet go out as one request once they reach this many bytes or
+   * batches (or when the writer waits): a wide shuffle pushes thousands of small batches.
+   */
+  static final int COALESCE_BYTES = 1 << 20;
+
+  static final int COALESCE_BATCHES = 512;
+
+  /**
+   * One Push stream to a primary worker, for the partitions whose replica is the same worker (a
+   * request names one replica). Its fields are guarded by the writer, except pending, which only
+   * the writer's thread uses.
+   */
   private final class Stream implements ClientResponseObserver<PushRequest, PushResponse> {
     final String addr;
+    final WorkerRef replica; // null: no replica
     final ArrayDeque<Pending> sent = new ArrayDeque<>();
+    PushRequest.Builder pending;
+    long pendingBytes;
     ClientCallStreamObserver<PushRequest> call;
     long acked;
     Throwable failed;
     boolean done;
 
-    Stream(String addr) {
+    Stream(String addr, WorkerRef replica) {
       this.addr = addr;
+      this.replica = replica;
+    }
+
+    /** Sends the pending batches as one request. */
+    void flush() {
+      if (pending == null || pending.getBatchesCount() == 0) {
+        return;
+      }
+      PushRequest req = pending.build();
+      pending = null;
+      pendingBytes = 0;
+      try {
+        call.onNext(req);
+      } catch (RuntimeException e) {
+        onError(e);
+      }
     }
 
     @Override
@@ -173,19 +206,18 @@ public final class MapWriter {
     long deadline = deadline();
     while (true) {
       recover(deadline);
-      synchronized (this) {
-        if (inflight == 0 || inflight + pb.size() <= app.config().maxInFlightBytes()) {
-          break;
-        }
+      if (room(pb.size())) {
+        break;
       }
-      await(deadline);
+      flushAll();
+      await(deadline, () -> room(pb.size()));
     }
     PartitionLocation loc = locs[pb.partition];
     if (loc == null) {
       throw new IOException("partition " + pb.partition + " of shuffle " + shuffle + " has no location");
     }
     pb.epoch = loc.getEpoch();
-    Stream s = stream(loc.getPrimary().getAddr());
+    Stream s = stream(loc);
     boolean failed;
     synchronized (this) {
       inflight += pb.size();
@@ -195,41 +227,72 @@ public final class MapWriter {
     if (failed) {
       return; // recover moves it on
     }
-    PushRequest.Builder req = PushRequest.newBuilder().addBatches(Batch.newBuilder()
+    if (s.pending == null) {
+      s.pending = PushRequest.newBuilder();
+      if (s.replica != null) {
+        s.pending.setReplica(s.replica);
+      }
+    }
+    s.pending.addBatches(Batch.newBuilder()
         .setShuffleId(shuffle).setPartition(pb.partition).setEpoch(pb.epoch).setMapIndex(mapIndex)
         .setAttempt(attempt).setSeq(pb.seq).setCrc32C(pb.crc).setData(pb.data));
-    if (loc.hasReplica()) {
-      req.setReplica(loc.getReplica());
-    }
-    try {
-      s.call.onNext(req.build());
-    } catch (RuntimeException e) {
-      s.onError(e);
+    s.pendingBytes += pb.size();
+    if (s.pendingBytes >= COALESCE_BYTES || s.pending.getBatchesCount() >= COALESCE_BATCHES) {
+      s.flush();
     }
   }
 
-  /** Returns the stream to addr, opening it if needed. */
-  private Stream stream(String addr) {
-    Stream s = streams.get(addr);
+  /** Returns the stream to loc's primary for loc's replica, opening it if needed. */
+  private Stream stream(PartitionLocation loc) {
+    String addr = loc.getPrimary().getAddr();
+    WorkerRef replica = loc.hasReplica() ? loc.getReplica() : null;
+    String key = addr + "|" + (replica == null ? "" : replica.getAddr());
+    Stream s = streams.get(key);
     if (s == null) {
-      s = new Stream(addr);
-      streams.put(addr, s);
+      s = new Stream(addr, replica);
+      streams.put(key, s);
       app.worker(addr).push(s);
     }
     return s;
   }
 
-  /** Waits for an acknowledgement or a failure, up to the deadline. */
-  private synchronized void await(long deadline) throws IOException {
-    long left = deadline - System.nanoTime();
-    if (left <= 0) {
-      throw new IOException("pushes of map " + mapIndex + " attempt " + attempt + " not acknowledged before the retry deadline");
+  /** Sends every stream's pending batches. */
+  private void flushAll() {
+    for (Stream s : List.copyOf(streams.values())) {
+      s.flush();
     }
-    try {
-      wait(Math.max(1, left / 1_000_000));
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted while pushing", e);
+  }
+
+  /** Reports whether a batch of size bytes fits in the in-flight bound. */
+  private synchronized boolean room(long size) {
+    return inflight == 0 || inflight + size <= app.config().maxInFlightBytes();
+  }
+
+  /** Reports whether every batch sent is acknowledged. */
+  private synchronized boolean allAcked() {
+    boolean empty = inflight == 0;
+    for (Stream s : streams.values()) {
+      empty &= s.sent.isEmpty();
+    }
+    return empty;
+  }
+
+  /**
+   * Waits until done holds or a stream failed, up to the deadline. Both are checked under the
+   * writer's lock, which the streams' callbacks take before they notify, so no wakeup is missed.
+   */
+  private synchronized void await(long deadline, BooleanSupplier done) throws IOException {
+    while (!done.getAsBoolean() && streams.values().stream().noneMatch(s -> s.failed != null)) {
+      long left = deadline - System.nanoTime();
+      if (left <= 0) {
+        throw new IOException("pushes of map " + mapIndex + " attempt " + attempt + " not acknowledged before the retry deadline");
+      }
+      try {
+        wait(Math.max(1, left / 1_000_000));
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted while pushing", e);
+      }
     }
   }
 
@@ -335,16 +398,11 @@ public final class MapWriter {
     long deadline = deadline();
     while (true) {
       recover(deadline);
-      synchronized (this) {
-        boolean empty = inflight == 0;
-        for (Stream s : streams.values()) {
-          empty &= s.sent.isEmpty();
-        }
-        if (empty) {
-          return;
-        }
+      if (allAcked()) {
+        return;
       }
-      await(deadline);
+      flushAll();
+      await(deadline, this::allAcked);
     }
   }
 

@@ -10,6 +10,7 @@ import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -117,8 +118,18 @@ public final class PartitionReader implements AutoCloseable {
     return batches;
   }
 
-  /** Returns the next record, or null after the last one. */
-  public byte[] next() throws DataLostException {
+  /** Starts fetching (the first epoch's copy), so the data is on its way before it is read. */
+  public void start() throws DataLostException {
+    if (cur == null && next == 0 && !locs.isEmpty()) {
+      fill();
+    }
+  }
+
+  /**
+   * Returns the next record, or null after the last one. The buffer is a view of the batch's
+   * decoded records: valid until the next call.
+   */
+  public ByteBuffer next() throws DataLostException {
     while (records == null || pos >= records.length) {
       if (!advance()) {
         return null;
@@ -131,9 +142,7 @@ public final class PartitionReader implements AutoCloseable {
     int start = (int) n[1];
     pos = start + (int) n[0];
     bytes += n[0];
-    byte[] rec = new byte[(int) n[0]];
-    System.arraycopy(records, start, rec, 0, rec.length);
-    return rec;
+    return ByteBuffer.wrap(records, start, (int) n[0]);
   }
 
   /** Loads the next new batch of a winning attempt into records; false at the end. */

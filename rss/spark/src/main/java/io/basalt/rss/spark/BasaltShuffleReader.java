@@ -5,6 +5,7 @@ import io.basalt.rss.client.PartitionReader;
 import io.basalt.rss.client.RssApp;
 import io.basalt.rss.proto.ShuffleState;
 import java.io.ByteArrayInputStream;
+import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;
@@ -95,7 +96,10 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
   }
 
   /** One read: a partition of one generation, the attempt of each map that counts. */
-  private record Read(int partition, int gen, Map<Integer, Integer> attempts) {}
+  private record Read(int partition, int gen, Map<Integer, Integer> attempts, long bytes) {}
+
+  /** A read whose fetch has started. */
+  private record Started(Read read, PartitionReader reader) {}
 
   /**
    * Asks Spark's map output tracker which attempt of each map in range counts and which
@@ -104,6 +108,7 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
    */
   private ArrayDeque<Read> plan() {
     TreeMap<Integer, TreeMap<Integer, Map<Integer, Integer>>> byPartition = new TreeMap<>();
+    Map<Long, Long> bytes = new HashMap<>(); // partition << 32 | generation -> bytes
     scala.collection.Iterator<Tuple2<BlockManagerId, Seq<Tuple3<BlockId, Object, Object>>>> it =
         SparkEnv.get().mapOutputTracker().getMapSizesByExecutorId(shuffleId, startMap, endMap, startPartition, endPartition);
     while (it.hasNext()) {
@@ -118,19 +123,33 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
         byPartition.computeIfAbsent(id.reduceId(), p -> new TreeMap<>())
             .computeIfAbsent(gen, g -> new HashMap<>())
             .put((Integer) b._3(), Math.toIntExact(id.mapId()));
+        bytes.merge(((long) id.reduceId() << 32) | gen, (Long) b._2(), Long::sum);
       }
     }
     ArrayDeque<Read> reads = new ArrayDeque<>();
-    byPartition.forEach((p, gens) -> gens.forEach((g, attempts) -> reads.add(new Read(p, g, attempts))));
+    byPartition.forEach((p, gens) -> gens.forEach((g, attempts) -> reads.add(new Read(p, g, attempts, bytes.get(((long) p << 32) | g)))));
     return reads;
   }
+
+  /**
+   * Reads started ahead of the one being consumed, at most this many and (beyond the first) this
+   * many bytes, as Spark's map statuses size them: a reduce task of a coalesced read has many small
+   * partitions, and one fetch round trip each in turn would leave the task waiting. A started fetch
+   * buffers up to its gRPC flow-control window (1 MiB).
+   */
+  static final int READS_AHEAD = 64;
+
+  static final long BYTES_AHEAD = 16 << 20;
 
   /** The deserialized records of every read, one after another. */
   private final class Records extends AbstractIterator<Product2<Object, Object>> {
     private final ArrayDeque<Read> reads;
+    private final ArrayDeque<Started> ahead = new ArrayDeque<>();
+    private long aheadBytes; // of the reads in ahead
     private final Map<Integer, ShuffleState> committed = new HashMap<>(); // by generation
     private final SerializerInstance ser = dep.serializer().newInstance();
-    private Read read;
+    private Read read; // the read of reader
+    private Read starting; // the read being started ahead, while it is
     private PartitionReader reader;
     private Iterator<Tuple2<Object, Object>> batch;
     private boolean done;
@@ -163,30 +182,48 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
       try {
         while (true) {
           if (reader == null) {
-            read = reads.poll();
-            if (read == null) {
+            startAhead();
+            Started next = ahead.poll();
+            if (next == null) {
               done = true;
               mergeMetrics();
               return;
             }
-            reader = new PartitionReader(app, state(read.gen()), read.partition(), read.attempts());
+            read = next.read();
+            reader = next.reader();
+            aheadBytes -= read.bytes();
+            startAhead();
           }
           long before = reader.storedBytesRead();
-          byte[] rec = reader.next();
+          ByteBuffer rec = reader.next();
           if (rec != null) {
             // Stored (compressed) bytes, as Spark's own reader counts them.
             metrics.incRemoteBytesRead(reader.storedBytesRead() - before);
             metrics.incRemoteBlocksFetched(1);
-            batch = ser.deserializeStream(new ByteArrayInputStream(rec)).asKeyValueIterator();
+            batch = ser.deserializeStream(new ByteArrayInputStream(rec.array(), rec.arrayOffset() + rec.position(), rec.remaining()))
+                .asKeyValueIterator();
             return;
           }
           reader.close();
           reader = null;
         }
       } catch (DataLostException e) {
-        throw sneaky(new FetchFailedException(RssShuffles.location(read.gen()), shuffleId, -1L, -1, read.partition(), e.getMessage(), e));
+        Read failed = starting != null ? starting : read;
+        throw sneaky(new FetchFailedException(RssShuffles.location(failed.gen()), shuffleId, -1L, -1, failed.partition(), e.getMessage(), e));
       } finally {
         metrics.incFetchWaitTime((System.nanoTime() - t0) / 1_000_000);
+      }
+    }
+
+    /** Opens reads until READS_AHEAD are started ahead of the current one. */
+    private void startAhead() throws DataLostException {
+      while (!reads.isEmpty() && ahead.size() < READS_AHEAD && (ahead.isEmpty() || aheadBytes + reads.peek().bytes() <= BYTES_AHEAD)) {
+        starting = reads.poll(); // named in a fetch failure if starting it fails
+        PartitionReader r = new PartitionReader(app, state(starting.gen()), starting.partition(), starting.attempts());
+        ahead.add(new Started(starting, r));
+        aheadBytes += starting.bytes();
+        r.start();
+        starting = null;
       }
     }
 
@@ -213,6 +250,8 @@ final class BasaltShuffleReader<K, C> implements ShuffleReader<K, C> {
         reader.close();
         reader = null;
       }
+      ahead.forEach(a -> a.reader().close());
+      ahead.clear();
     }
   }
 

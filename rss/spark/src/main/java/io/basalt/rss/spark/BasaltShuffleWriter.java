@@ -5,6 +5,7 @@ import io.basalt.rss.client.RssApp;
 import io.basalt.rss.proto.ShuffleLayout;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.OutputStream;
 import java.util.Map;
 import org.apache.spark.Partitioner;
 import org.apache.spark.ShuffleDependency;
@@ -45,6 +46,21 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
   private long[] lengths;
   private MapStatus status;
   private boolean stopping;
+
+  /** An output stream that writes wherever target points (the current record's partition). */
+  private static final class Redirect extends OutputStream {
+    OutputStream target;
+
+    @Override
+    public void write(int b) throws IOException {
+      target.write(b);
+    }
+
+    @Override
+    public void write(byte[] b, int off, int len) throws IOException {
+      target.write(b, off, len);
+    }
+  }
 
   /** A partition's serialized records not yet pushed. */
   private static final class Buffer extends ByteArrayOutputStream {
@@ -94,11 +110,11 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
     Serializer serializer = dep.serializer();
     SerializerInstance ser = serializer.newInstance();
     boolean relocatable = serializer.supportsRelocationOfSerializedObjects();
-    // With a serializer whose records can be moved and concatenated (Kryo, Spark SQL's rows),
-    // every record is serialized once into scratch and copied to its partition's buffer: one
-    // serializer stream in all. Others (Java serialization) get one stream per partition.
-    ByteArrayOutputStream scratch = new ByteArrayOutputStream();
-    SerializationStream shared = relocatable ? ser.serializeStream(scratch) : null;
+    // With a serializer whose records can be moved and concatenated (Kryo, Spark SQL's rows), one
+    // serializer stream writes every record, flushed after each straight into its partition's
+    // buffer. Others (Java serialization) get one stream per partition.
+    Redirect redirect = new Redirect();
+    SerializationStream shared = relocatable ? ser.serializeStream(redirect) : null;
     while (it.hasNext()) {
       Product2<K, ?> r = it.next();
       int p = partitioner.getPartition(r._1());
@@ -108,11 +124,10 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
       }
       int before = b.size();
       if (relocatable) {
+        redirect.target = b;
         shared.writeKey(r._1(), ANY);
         shared.writeValue(r._2(), ANY);
         shared.flush();
-        scratch.writeTo(b);
-        scratch.reset();
       } else {
         if (b.stream == null) {
           b.stream = ser.serializeStream(b);

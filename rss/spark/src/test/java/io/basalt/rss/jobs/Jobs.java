@@ -36,7 +36,7 @@ import scala.Tuple2;
  * exact, its wall time, and what the scheduler did (Stats).
  *
  * <pre>
- * Jobs suite OUT                        groupBy/aggregate, sort, AQE skew join, 2,500 partitions, a spilling sort
+ * Jobs suite OUT [JOB...]              groupBy/aggregate, sort, AQE skew join, 2,500 partitions, a spilling sort
  * Jobs pause OUT DIR MAPS PARTS RECORDS reduce tasks pause after their first record until DIR/go exists
  * Jobs speculate OUT MAPS RECORDS       map 0's first attempt finishes late; speculation runs a copy
  * Jobs bench OUT MIB MAPS PARTS         shuffles MIB MiB of 100-byte records
@@ -58,7 +58,7 @@ public final class Jobs {
     out.put("shuffle_manager", jsc.getConf().get("spark.shuffle.manager", "sort"));
     long t0 = System.nanoTime();
     switch (args[0]) {
-      case "suite" -> suite(spark, jsc, stats, out);
+      case "suite" -> suite(spark, jsc, stats, out, List.of(args).subList(2, args.length));
       case "pause" -> out.put("pause", pause(jsc, args[2], i(args[3]), i(args[4]), i(args[5])));
       case "speculate" -> out.put("speculate", speculate(jsc, stats, i(args[2]), i(args[3])));
       case "bench" -> out.put("bench", bench(jsc, i(args[2]), i(args[3]), i(args[4])));
@@ -85,18 +85,29 @@ public final class Jobs {
     }
   }
 
-  /** Runs the correctness suite: each job's checksum is compared across shuffle managers. */
-  private static void suite(SparkSession spark, JavaSparkContext jsc, Stats stats, Map<String, Object> out) {
-    out.put("groupby", timed(() -> groupBy(spark, jsc, 2_000_000, 8, 16)));
-    out.put("sort", timed(() -> sort(jsc, 1_000_000, 8, 12)));
-    out.put("join", timed(() -> skewJoin(spark, 1_000_000, 10_000, 8)));
-    out.put("wide", timed(() -> wide(spark, 1_000_000, 8, 2_500)));
-    settle(jsc);
-    long before = (long) stats.toMap().get("memory_spilled");
-    Map<String, Object> spill = timed(() -> spillingSort(jsc, 2_000_000, 8, 4));
-    settle(jsc);
-    spill.put("memory_spilled", (long) stats.toMap().get("memory_spilled") - before);
-    out.put("spill", spill);
+  /** Runs the correctness suite (or the named jobs of it): each checksum is compared across shuffle managers. */
+  private static void suite(SparkSession spark, JavaSparkContext jsc, Stats stats, Map<String, Object> out, List<String> only) {
+    java.util.function.Predicate<String> run = name -> only.isEmpty() || only.contains(name);
+    if (run.test("groupby")) {
+      out.put("groupby", timed(() -> groupBy(spark, jsc, 1_000_000, 8, 16)));
+    }
+    if (run.test("sort")) {
+      out.put("sort", timed(() -> sort(jsc, 1_000_000, 8, 12)));
+    }
+    if (run.test("join")) {
+      out.put("join", timed(() -> skewJoin(spark, 1_000_000, 10_000, 8)));
+    }
+    if (run.test("wide")) {
+      out.put("wide", timed(() -> wide(spark, 1_000_000, 8, 2_500)));
+    }
+    if (run.test("spill")) {
+      settle(jsc);
+      long before = (long) stats.toMap().get("memory_spilled");
+      Map<String, Object> spill = timed(() -> spillingSort(jsc, 2_000_000, 8, 4));
+      settle(jsc);
+      spill.put("memory_spilled", (long) stats.toMap().get("memory_spilled") - before);
+      out.put("spill", spill);
+    }
   }
 
   private static Map<String, Object> timed(java.util.function.Supplier<Map<String, Object>> job) {
