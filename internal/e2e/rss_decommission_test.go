@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	rssclient "basalt/rss/client"
 	"basalt/rss/rsspb"
 )
 
@@ -38,7 +37,7 @@ func TestShuffleWorkerDecommission(t *testing.T) {
 	})
 	const appID = "decom"
 	a := c.app(t, appID)
-	mc := appMasterClient(t, c, appID, a)
+	mc := appMasterClient(t, c, appID, a.Token())
 	ctx := t.Context()
 	w0, w0Addr := c.workers[0], flagOf(c.workers[0], "--listen")
 
@@ -134,12 +133,12 @@ func TestShuffleWorkerDecommission(t *testing.T) {
 }
 
 // appMasterClient returns a master client that authenticates as the
-// application id, a.
-func appMasterClient(t *testing.T, c *rssCluster, id string, a *rssclient.App) rsspb.MasterClient {
+// application id with its token.
+func appMasterClient(t *testing.T, c *rssCluster, id, token string) rsspb.MasterClient {
 	t.Helper()
 	conn, err := grpc.NewClient(c.masterRPC, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			ctx = metadata.AppendToOutgoingContext(ctx, "basalt-rss-app", id, "basalt-rss-token", a.Token())
+			ctx = metadata.AppendToOutgoingContext(ctx, "basalt-rss-app", id, "basalt-rss-token", token)
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}))
 	if err != nil {

@@ -336,6 +336,8 @@ type sparkStats struct {
 	ShuffleBytesWritten int64    `json:"shuffle_bytes_written"`
 	ShuffleBytesRead    int64    `json:"shuffle_bytes_read"`
 	ShuffleRecordsRead  int64    `json:"shuffle_records_read"`
+	ShuffleRecordsWrote int64    `json:"shuffle_records_written"`
+	ShuffleWriteNanos   int64    `json:"shuffle_write_nanos"`
 	Stages              []string `json:"stages"`
 }
 

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -66,10 +67,13 @@ func TestSparkJobsMatchSparkShuffle(t *testing.T) {
 		t.Errorf("with the RSS: %d fetch failures, %d stage reruns, %d of %d map tasks succeeded; want none, none, all",
 			st.FetchFailures, st.StageReruns, st.MapTasksSucceeded, st.MapTasksEnded)
 	}
-	// Shuffle metrics reach Spark's task metrics (what the UI shows).
-	if st.ShuffleBytesWritten == 0 || st.ShuffleBytesRead == 0 || st.ShuffleRecordsRead != own.Stats.ShuffleRecordsRead {
-		t.Errorf("task metrics: %d shuffle bytes written, %d read, %d records read (Spark's shuffle read %d records)",
-			st.ShuffleBytesWritten, st.ShuffleBytesRead, st.ShuffleRecordsRead, own.Stats.ShuffleRecordsRead)
+	// Shuffle metrics reach Spark's task metrics (what the UI shows): the
+	// same records as Spark's own shuffle, bytes, write time.
+	if st.ShuffleBytesWritten == 0 || st.ShuffleBytesRead == 0 || st.ShuffleWriteNanos == 0 ||
+		st.ShuffleRecordsRead != own.Stats.ShuffleRecordsRead || st.ShuffleRecordsWrote != own.Stats.ShuffleRecordsWrote {
+		t.Errorf("task metrics: %d shuffle bytes written in %d ns, %d read, %d records written, %d read (Spark's shuffle: %d, %d records)",
+			st.ShuffleBytesWritten, st.ShuffleWriteNanos, st.ShuffleBytesRead, st.ShuffleRecordsWrote, st.ShuffleRecordsRead,
+			own.Stats.ShuffleRecordsWrote, own.Stats.ShuffleRecordsRead)
 	}
 	// The application unregistered when it stopped: its files are deleted.
 	waitMetric(t, rss.masters[0], "basalt_rss_master_pending_deletions", 0)
@@ -151,15 +155,40 @@ func TestSparkRSSWorkerLossReadsReplicas(t *testing.T) {
 	sc := spark(t)
 	rss := startRSS(t, 2)
 	dir := pauseDir(t)
-	app := sc.submit(t, pauseJob(dir, rss))
+	// A token of our choosing lets the test read the application's shuffle.
+	const token = "spark-worker-loss-test-0123456789abcdef"
+	app := sc.submit(t, pauseJob(dir, rss, "spark.basalt.rss.appToken="+token))
 	waitPaused(t, app, dir)
-	rss.workers[0].kill9() // placement gives each worker half of the primaries
+	mc := appMasterClient(t, rss, sparkAppID(t, rss), token)
+	if n := countOn(t, mc, 0, "worker0", true); n == 0 { // RSS shuffle 0: Spark shuffle 0, generation 0
+		t.Fatal("worker0 is primary of no partition; killing it would prove nothing")
+	}
+	rss.workers[0].kill9()
 	resume(t, dir)
 	r := app.wait()
 	pauseResult(t, r)
 	if st := r.Stats; st.MapTasksEnded != pauseMaps || st.FetchFailures != 0 {
 		t.Errorf("%d map tasks ran (want %d), %d fetch failures (want 0)", st.MapTasksEnded, pauseMaps, st.FetchFailures)
 	}
+}
+
+// sparkAppID returns the id of the one application registered with the
+// RSS (the running Spark application).
+func sparkAppID(t *testing.T, rss *rssCluster) string {
+	t.Helper()
+	out, _, err := basaltCLI("rss", "status", "--master", rss.masterRPC, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Applications []struct {
+			AppID string `json:"app_id"`
+		} `json:"applications"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Applications) != 1 {
+		t.Fatalf("rss status: %v, %d applications in %s; want one", err, len(st.Applications), out)
+	}
+	return st.Applications[0].AppID
 }
 
 // TestSparkLostShuffleRerunsMapStage: without replicas, killing an RSS

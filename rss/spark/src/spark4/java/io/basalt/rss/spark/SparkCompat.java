@@ -1,14 +1,12 @@
 package io.basalt.rss.spark;
 
-import org.apache.spark.shuffle.checksum.RowBasedChecksum;
 import org.apache.spark.ShuffleDependency;
 import org.apache.spark.TaskContext;
 import org.apache.spark.network.buffer.ManagedBuffer;
-import org.apache.spark.network.shuffle.MergedBlockMeta;
 import org.apache.spark.scheduler.MapStatus;
 import org.apache.spark.scheduler.MapStatus$;
 import org.apache.spark.shuffle.ShuffleBlockResolver;
-import org.apache.spark.storage.BlockId;
+import org.apache.spark.shuffle.checksum.RowBasedChecksum;
 import org.apache.spark.storage.BlockManagerId;
 import org.apache.spark.storage.ShuffleMergedBlockId;
 import org.apache.spark.util.collection.ExternalSorter;
@@ -34,24 +32,11 @@ final class SparkCompat {
 
   /** Returns the block resolver: shuffle blocks are on the RSS, never in a block manager. */
   static ShuffleBlockResolver blockResolver() {
-    return new ShuffleBlockResolver() {
-      @Override
-      public ManagedBuffer getBlockData(BlockId blockId, Option<String[]> dirs) {
-        throw new UnsupportedOperationException("shuffle block " + blockId + " is on the Basalt RSS, not in a block manager");
-      }
-
+    return new NoBlocks() {
       @Override
       public Seq<ManagedBuffer> getMergedBlockData(ShuffleMergedBlockId blockId, Option<String[]> dirs) {
-        throw new UnsupportedOperationException("push-based shuffle is not used with the Basalt RSS");
+        throw new UnsupportedOperationException(MERGED);
       }
-
-      @Override
-      public MergedBlockMeta getMergedBlockMeta(ShuffleMergedBlockId blockId, Option<String[]> dirs) {
-        throw new UnsupportedOperationException("push-based shuffle is not used with the Basalt RSS");
-      }
-
-      @Override
-      public void stop() {}
     };
   }
 }

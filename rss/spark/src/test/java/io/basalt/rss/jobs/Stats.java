@@ -33,6 +33,8 @@ final class Stats extends SparkListener {
   private long shuffleBytesWritten;
   private long shuffleBytesRead;
   private long shuffleRecordsRead;
+  private long shuffleWriteNanos;
+  private long shuffleRecordsWritten;
   private final List<String> stages = new ArrayList<>();
   // "stage/index" -> attempt number of the last successful map task attempt
   private final Map<String, Integer> mapWinners = new TreeMap<>();
@@ -82,6 +84,8 @@ final class Stats extends SparkListener {
       shuffleBytesWritten += e.taskMetrics().shuffleWriteMetrics().bytesWritten();
       shuffleBytesRead += e.taskMetrics().shuffleReadMetrics().totalBytesRead();
       shuffleRecordsRead += e.taskMetrics().shuffleReadMetrics().recordsRead();
+      shuffleWriteNanos += e.taskMetrics().shuffleWriteMetrics().writeTime();
+      shuffleRecordsWritten += e.taskMetrics().shuffleWriteMetrics().recordsWritten();
     }
   }
 
@@ -116,6 +120,8 @@ final class Stats extends SparkListener {
     m.put("shuffle_bytes_written", shuffleBytesWritten);
     m.put("shuffle_bytes_read", shuffleBytesRead);
     m.put("shuffle_records_read", shuffleRecordsRead);
+    m.put("shuffle_records_written", shuffleRecordsWritten);
+    m.put("shuffle_write_nanos", shuffleWriteNanos);
     m.put("stages", new ArrayList<>(stages));
     return m;
   }
