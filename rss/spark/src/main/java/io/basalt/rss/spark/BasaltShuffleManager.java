@@ -21,9 +21,11 @@ import org.apache.spark.shuffle.ShuffleWriter;
  * A Spark ShuffleManager (spark.shuffle.manager) that keeps shuffle data on the Basalt RSS
  * workers, so an executor's loss costs no map output. See docs/spark.md.
  *
- * <p>On the driver it registers the application with the RSS master on the first shuffle (with a
- * token it draws), registers every shuffle, unregisters shuffles Spark cleans up and the
- * application on stop. Executors join the application with the token the handle carries.
+ * <p>On the driver it registers the application with the RSS master on the first shuffle (with
+ * the configured token or one it draws), deletes every generation of a shuffle Spark cleans up,
+ * and unregisters the application on stop. Map tasks register the RSS shuffle of their stage's
+ * run ({@link RssShuffles}); executors join the application with the token the handle carries.
+ * Thread-safe: Spark calls it from every task thread.
  */
 public final class BasaltShuffleManager implements ShuffleManager {
   private static final Logger LOG = Logger.getLogger(BasaltShuffleManager.class.getName());
