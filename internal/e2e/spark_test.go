@@ -120,6 +120,36 @@ func TestSparkExecutorLossRerunsNoMapTask(t *testing.T) {
 		basalt.Millis, basalt.Stats.MapTasksEnded, own.Millis, own.Stats.MapTasksEnded, own.Stats.FetchFailures)
 }
 
+// TestSparkExecutorLossDuringTheMapStage kills an executor while the map
+// stage runs: one map task is half-way through (its first batches pushed
+// to the RSS), the ones before it have finished. With the RSS only the
+// killed task runs again, and its partial output is never read; with
+// Spark's own shuffle the lost executor's finished map tasks rerun too.
+func TestSparkExecutorLossDuringTheMapStage(t *testing.T) {
+	sc := spark(t)
+	rss := startRSS(t, 2)
+	run := func(rss *rssCluster) sparkResult {
+		dir := pauseDir(t)
+		job := pauseJob(dir, rss)
+		job.args = append(job.args, "map")
+		app := sc.submit(t, job)
+		killExecutor(t, waitPaused(t, app, dir))
+		resume(t, dir)
+		r := app.wait()
+		pauseResult(t, r)
+		return r
+	}
+	basalt, own := run(rss).Stats, run(nil).Stats
+	if st := basalt; st.MapTasksSucceeded != pauseMaps || st.MapTasksEnded != pauseMaps+1 || st.FetchFailures != 0 {
+		t.Errorf("with the RSS: %d map tasks succeeded of %d ended, %d fetch failures; want %d of %d (only the killed task again), none",
+			st.MapTasksSucceeded, st.MapTasksEnded, st.FetchFailures, pauseMaps, pauseMaps+1)
+	}
+	if own.MapTasksSucceeded <= pauseMaps {
+		t.Errorf("with Spark's shuffle %d map tasks succeeded; the lost executor's finished map tasks should have rerun", own.MapTasksSucceeded)
+	}
+	t.Logf("executor killed in the map stage: %d map tasks succeeded with the RSS, %d with Spark's shuffle", basalt.MapTasksSucceeded, own.MapTasksSucceeded)
+}
+
 // TestSpark4ExecutorLossRerunsNoMapTask is the eviction test on Spark 4
 // (Scala 2.13), with the plugin built by the spark4 Maven profile.
 func TestSpark4ExecutorLossRerunsNoMapTask(t *testing.T) {

@@ -37,7 +37,9 @@ import scala.Tuple2;
  *
  * <pre>
  * Jobs suite OUT [JOB...]              groupBy/aggregate, sort, AQE skew join, 2,500 partitions, a spilling sort
- * Jobs pause OUT DIR MAPS PARTS RECORDS reduce tasks pause after their first record until DIR/go exists
+ * Jobs pause OUT DIR MAPS PARTS RECORDS [map]
+ *                                       reduce tasks (or with "map", the first attempt of the
+ *                                       second-to-last map task, half-way) pause until DIR/go exists
  * Jobs speculate OUT MAPS RECORDS       map 0's first attempt finishes late; speculation runs a copy
  * Jobs bench OUT MIB MAPS PARTS         shuffles MIB MiB of 100-byte records
  * Jobs dynamic OUT                      a shuffle read again after its writers' executors were released
@@ -59,7 +61,7 @@ public final class Jobs {
     long t0 = System.nanoTime();
     switch (args[0]) {
       case "suite" -> suite(spark, jsc, stats, out, List.of(args).subList(2, args.length));
-      case "pause" -> out.put("pause", pause(jsc, args[2], i(args[3]), i(args[4]), i(args[5])));
+      case "pause" -> out.put("pause", pause(jsc, args[2], i(args[3]), i(args[4]), i(args[5]), args.length > 6 && args[6].equals("map")));
       case "speculate" -> out.put("speculate", speculate(jsc, stats, i(args[2]), i(args[3])));
       case "bench" -> out.put("bench", bench(jsc, i(args[2]), i(args[3]), i(args[4])));
       case "dynamic" -> out.put("dynamic", dynamic(jsc, stats));
@@ -317,18 +319,27 @@ public final class Jobs {
 
   /**
    * maps tasks each make records (key, 1) over keys; reduce tasks read their first record, pause
-   * (Pause) and then count per key. Every key must count maps*records/keys.
+   * (Pause) and then count per key. Every key must count maps*records/keys. With inMap, the first
+   * attempt of map task maps-2 pauses instead, half-way through its records (its first batches
+   * already pushed), while the earlier map tasks have finished.
    */
-  static Map<String, Object> pause(JavaSparkContext jsc, String dir, int maps, int parts, int records) {
+  static Map<String, Object> pause(JavaSparkContext jsc, String dir, int maps, int parts, int records, boolean inMap) {
     long keys = 1000;
-    List<Tuple2<Long, Long>> counts = records(jsc, maps, records, i -> new Tuple2<>(i % keys, 1L))
-        .partitionBy(new HashPartitioner(parts))
+    long pauseAt = inMap ? (long) (maps - 2) * records + records / 2 : -1;
+    List<Tuple2<Long, Long>> counts = records(jsc, maps, records, i -> {
+      if (i == pauseAt && TaskContext.get().attemptNumber() == 0) {
+        Pause.await(dir);
+      }
+      return new Tuple2<>(i % keys, 1L);
+    }).partitionBy(new HashPartitioner(parts))
         .mapPartitionsToPair(it -> {
           Map<Long, Long> c = new HashMap<>();
           if (it.hasNext()) {
             Tuple2<Long, Long> first = it.next();
             c.merge(first._1(), first._2(), Long::sum);
-            Pause.await(dir);
+            if (!inMap) {
+              Pause.await(dir);
+            }
           }
           it.forEachRemaining(t -> c.merge(t._1(), t._2(), Long::sum));
           List<Tuple2<Long, Long>> out = new ArrayList<>();
