@@ -229,7 +229,7 @@ $(SPARK4_JARS) &: $(SPARK_SOURCES)
 	$(MVN) -B -q -f rss/spark/pom.xml -Pspark4 -Dspark.version=$(SPARK4_VERSION) package
 	@touch $(SPARK4_JARS)
 
-## spark: install Spark $(SPARK_VERSION) and $(SPARK4_VERSION) for the tests into .tools (PyPI's pyspark ships a whole Spark home).
+## spark: install the Spark 3.5 and 4 the tests run into .tools (PyPI's pyspark ships a whole Spark home).
 .PHONY: spark spark-home spark4-home
 spark: $(TOOLS_DIR)/spark-$(SPARK_VERSION)/installed $(TOOLS_DIR)/spark-$(SPARK4_VERSION)/installed
 $(TOOLS_DIR)/spark-%/installed:
@@ -260,4 +260,4 @@ clean:
 
 .PHONY: help
 help:
-	@grep -E '^## [a-z-]+:' $(MAKEFILE_LIST) | sed 's/^## /  /'
+	@grep -E '^## [a-z0-9-]+:' $(MAKEFILE_LIST) | sed 's/^## /  /'
