@@ -51,11 +51,11 @@ type sparkTools struct {
 
 // sparkShared holds the standalone Spark cluster of each line the tests
 // submit to, started by the first test that needs it and stopped after
-// the last (runMain).
+// the last (runMain). A line whose start failed is not tried again.
 var sparkShared struct {
 	mu       sync.Mutex
 	clusters map[string]*sparkCluster
-	errs     map[string]error
+	failed   map[string]bool
 }
 
 // findSparkTools makes sure the line's Spark and jars exist (make spark
@@ -109,7 +109,6 @@ type sparkCluster struct {
 	master string // spark://host:port
 	ui     string // the master's web UI, host:port
 	procs  []*exec.Cmd
-	logs   []string
 }
 
 // spark returns the shared Spark 3.5 cluster, starting it on first use.
@@ -122,16 +121,18 @@ func sparkOf(t testing.TB, line sparkLine) *sparkCluster {
 	sparkShared.mu.Lock()
 	defer sparkShared.mu.Unlock()
 	if sparkShared.clusters == nil {
-		sparkShared.clusters, sparkShared.errs = map[string]*sparkCluster{}, map[string]error{}
+		sparkShared.clusters, sparkShared.failed = map[string]*sparkCluster{}, map[string]bool{}
 	}
-	c, err := sparkShared.clusters[line.name], sparkShared.errs[line.name]
-	if c == nil && err == nil {
-		c, err = startSpark(line, testnet.FreeAddr(t), testnet.FreeAddr(t))
-		sparkShared.clusters[line.name], sparkShared.errs[line.name] = c, err
+	if c := sparkShared.clusters[line.name]; c != nil {
+		return c
 	}
-	if err != nil {
-		t.Fatalf("starting %s: %v", line.name, err)
+	if sparkShared.failed[line.name] {
+		t.Fatalf("%s did not start (see the first test that needed it)", line.name)
 	}
+	sparkShared.failed[line.name] = true // until it is up
+	c := startSpark(t, line)
+	sparkShared.clusters[line.name] = c
+	delete(sparkShared.failed, line.name)
 	return c
 }
 
@@ -140,45 +141,51 @@ func stopSharedSpark() {
 	sparkShared.mu.Lock()
 	defer sparkShared.mu.Unlock()
 	for name, c := range sparkShared.clusters {
-		if c != nil {
-			c.stop()
-		}
+		c.stop()
 		delete(sparkShared.clusters, name)
 	}
 }
 
-func startSpark(line sparkLine, masterAddr, uiAddr string) (*sparkCluster, error) {
+// startSpark starts a line's master and two workers and waits until the
+// master lists both; on failure it stops what it started (when t ends)
+// and fails t.
+func startSpark(t testing.TB, line sparkLine) *sparkCluster {
+	t.Helper()
 	tools, err := findSparkTools(line)
 	if err != nil {
-		return nil, err
+		t.Fatalf("%s: %v", line.name, err)
 	}
 	dir, err := os.MkdirTemp("", "basalt-"+line.name+"-")
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "conf"), 0o755); err != nil { // no spark-defaults.conf
-		return nil, err
+		t.Fatal(err)
 	}
+	masterAddr, uiAddr := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	host, port, _ := strings.Cut(masterAddr, ":")
 	_, uiPort, _ := strings.Cut(uiAddr, ":")
 	c := &sparkCluster{tools: tools, dir: dir, master: "spark://" + masterAddr, ui: uiAddr}
-	if err := c.daemon("master", host, "org.apache.spark.deploy.master.Master", "--host", host, "--port", port, "--webui-port", uiPort); err != nil {
-		c.stop()
-		return nil, err
-	}
-	for _, w := range []string{"127.0.0.2", "127.0.0.3"} {
-		work := filepath.Join(dir, "work-"+w)
-		if err := c.daemon("worker-"+w, w, "org.apache.spark.deploy.worker.Worker", "--host", w, "--port", "0",
-			"--webui-port", "0", "--cores", "1", "--memory", "1g", "--work-dir", work, c.master); err != nil {
+	up := false
+	t.Cleanup(func() {
+		if !up {
 			c.stop()
-			return nil, err
 		}
+	})
+	c.daemon(t, "master", host, "org.apache.spark.deploy.master.Master", "--host", host, "--port", port, "--webui-port", uiPort)
+	for _, w := range []string{"127.0.0.2", "127.0.0.3"} {
+		c.daemon(t, "worker-"+w, w, "org.apache.spark.deploy.worker.Worker", "--host", w, "--port", "0",
+			"--webui-port", "0", "--cores", "1", "--memory", "1g", "--work-dir", filepath.Join(dir, "work-"+w), c.master)
 	}
-	if err := c.waitWorkers(2, 90*time.Second); err != nil {
-		c.stop()
-		return nil, err
-	}
-	return c, nil
+	testwait.For(t, 90*time.Second, line.name+" master lists 2 alive workers (logs in "+dir+")", func() error {
+		alive, err := c.aliveWorkers()
+		if err == nil && alive != 2 {
+			err = fmt.Errorf("%d alive", alive)
+		}
+		return err
+	})
+	up = true
+	return c
 }
 
 // env returns the environment of Spark processes bound to host.
@@ -188,41 +195,23 @@ func (c *sparkCluster) env(host string) []string {
 }
 
 // daemon starts a Spark daemon class with spark-class.
-func (c *sparkCluster) daemon(name, host, class string, args ...string) error {
-	log := filepath.Join(c.dir, name+".log")
-	f, err := os.Create(log)
+func (c *sparkCluster) daemon(t testing.TB, name, host, class string, args ...string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(c.dir, name+".log"))
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
 	defer f.Close()
 	cmd := exec.Command(filepath.Join(c.tools.home, "bin", "spark-class"), append([]string{class}, args...)...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = c.env(host), f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stop() ends its executors too
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting Spark %s: %w", name, err)
+		t.Fatalf("starting Spark %s: %v", name, err)
 	}
-	c.procs, c.logs = append(c.procs, cmd), append(c.logs, log)
-	return nil
+	c.procs = append(c.procs, cmd)
 }
 
-// waitWorkers waits until the master lists n alive workers.
-func (c *sparkCluster) waitWorkers(n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		alive, err := c.aliveWorkers()
-		if err == nil && alive == n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("%d alive", alive)
-			}
-			return fmt.Errorf("waiting for %d Spark workers (logs in %s): %w", n, c.dir, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
+// aliveWorkers returns how many alive workers the master lists.
 func (c *sparkCluster) aliveWorkers() (int, error) {
 	resp, err := http.Get("http://" + c.ui + "/json/")
 	if err != nil {

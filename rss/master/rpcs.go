@@ -64,30 +64,32 @@ func (s *Server) RegisterShuffle(ctx context.Context, req *rsspb.RegisterShuffle
 			App: app, Shuffle: req.GetShuffleId(), NumMaps: req.GetNumMaps(), NumPartitions: req.GetNumPartitions(),
 			NoReplica: req.GetNoReplica(), Run: req.GetRun(),
 		}
-		type found struct {
-			layout Layout
-			ok     bool
-		}
-		f, err := view(ctx, s, func(st *State) (found, error) {
-			l, ok := st.Registered(c)
-			return found{l, ok}, nil
-		})
+		layout, err := s.registerShuffle(ctx, c)
 		if err != nil {
 			return nil, err
-		}
-		if f.ok {
-			return &rsspb.ShuffleLayout{ShuffleId: c.Shuffle, Locations: locationsPB(f.layout.Locations)}, nil
-		}
-		c.Workers, c.Seed = s.workers(), s.seed()
-		layout, err := update[Layout](ctx, s, Command{RegisterShuffle: &c})
-		if err != nil {
-			return nil, err
-		}
-		if layout.Created {
-			s.logPlaced(c, layout.Locations)
 		}
 		return &rsspb.ShuffleLayout{ShuffleId: c.Shuffle, Locations: locationsPB(layout.Locations)}, nil
 	})
+}
+
+// registerShuffle answers c from a read when it changes nothing, and
+// otherwise proposes it with the leader's worker view and a seed.
+func (s *Server) registerShuffle(ctx context.Context, c RegisterShuffle) (Layout, error) {
+	var layout Layout
+	var ok bool
+	_, err := view(ctx, s, func(st *State) (struct{}, error) {
+		layout, ok = st.Registered(c)
+		return struct{}{}, nil
+	})
+	if err != nil || ok {
+		return layout, err
+	}
+	c.Workers, c.Seed = s.workers(), s.seed()
+	layout, err = update[Layout](ctx, s, Command{RegisterShuffle: &c})
+	if err == nil && layout.Created {
+		s.logPlaced(c, layout.Locations)
+	}
+	return layout, err
 }
 
 // logPlaced logs a new shuffle, warning when partitions that should have

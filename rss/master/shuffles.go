@@ -46,10 +46,10 @@ type Layout struct {
 
 // RegisterShuffle applies c. Registering an existing shuffle again with
 // the same shape (and Run, when c has one) returns its current layout;
-// another shape or Run fails with ErrShuffleExists. Each partition gets a primary and, unless NoReplica,
-// a replica on a worker with another ID; when no such worker exists the
-// partition has no replica (see Unreplicated). No usable worker at all
-// fails with ErrNoWorkers.
+// another shape or Run fails with ErrShuffleExists. Each partition gets a
+// primary and, unless NoReplica, a replica on a worker with another ID;
+// when no such worker exists the partition has no replica (see
+// Unreplicated). No usable worker at all fails with ErrNoWorkers.
 func (s *State) RegisterShuffle(c RegisterShuffle) (Layout, error) {
 	if err := checkShape(c); err != nil {
 		return Layout{}, err

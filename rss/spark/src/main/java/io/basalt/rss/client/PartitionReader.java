@@ -64,13 +64,13 @@ public final class PartitionReader implements AutoCloseable {
     this.partition = partition;
     Map<Long, MapWinner> ended = new HashMap<>();
     for (MapWinner w : st.getWinnersList()) {
-      ended.put(attemptKey(w.getMapIndex(), w.getAttempt()), w);
+      ended.put(pairKey(w.getMapIndex(), w.getAttempt()), w);
     }
     for (MapWinner w : st.getOtherAttemptsList()) {
-      ended.put(attemptKey(w.getMapIndex(), w.getAttempt()), w);
+      ended.put(pairKey(w.getMapIndex(), w.getAttempt()), w);
     }
     for (Map.Entry<Integer, Integer> e : attempts.entrySet()) {
-      MapWinner w = ended.get(attemptKey(e.getKey(), e.getValue()));
+      MapWinner w = ended.get(pairKey(e.getKey(), e.getValue()));
       if (w == null) {
         throw lost("map " + e.getKey() + " attempt " + e.getValue() + " never reported its end to the master", null);
       }
@@ -90,8 +90,9 @@ public final class PartitionReader implements AutoCloseable {
     }
   }
 
-  private static long attemptKey(int map, int attempt) {
-    return ((long) map << 32) | (attempt & 0xffffffffL);
+  /** Packs two ints (map and attempt, or map and seq) into one key. */
+  private static long pairKey(int map, int second) {
+    return ((long) map << 32) | (second & 0xffffffffL);
   }
 
   /** The number of batches this read must return. */
@@ -153,7 +154,7 @@ public final class PartitionReader implements AutoCloseable {
       }
     }
     Batch b = pending.removeFirst();
-    long key = attemptKey(b.getMapIndex(), b.getSeq()); // one attempt per map is read
+    long key = pairKey(b.getMapIndex(), b.getSeq()); // one attempt per map is read
     Integer w = winner.get(b.getMapIndex());
     if (w == null || w != b.getAttempt() || seen.contains(key)) {
       return true; // a losing attempt, or a re-pushed duplicate

@@ -97,43 +97,30 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
   }
 
   @Override
-  @SuppressWarnings({"unchecked", "rawtypes"})
   public void write(Iterator<Product2<K, V>> records) throws IOException {
-    Iterator<? extends Product2<K, ?>> it = records;
-    if (dep.mapSideCombine()) {
-      if (dep.aggregator().isEmpty()) {
-        throw new IllegalStateException("map-side combine without an aggregator");
-      }
-      it = (Iterator) dep.aggregator().get().combineValuesByKey(records, context);
-    }
+    Iterator<? extends Product2<K, ?>> it = combined(records);
     Partitioner partitioner = dep.partitioner();
     Serializer serializer = dep.serializer();
     SerializerInstance ser = serializer.newInstance();
-    boolean relocatable = serializer.supportsRelocationOfSerializedObjects();
     // With a serializer whose records can be moved and concatenated (Kryo, Spark SQL's rows), one
     // serializer stream writes every record, flushed after each straight into its partition's
     // buffer. Others (Java serialization) get one stream per partition.
     Redirect redirect = new Redirect();
-    SerializationStream shared = relocatable ? ser.serializeStream(redirect) : null;
+    SerializationStream shared = serializer.supportsRelocationOfSerializedObjects() ? ser.serializeStream(redirect) : null;
     while (it.hasNext()) {
       Product2<K, ?> r = it.next();
       int p = partitioner.getPartition(r._1());
-      Buffer b = buffers[p];
-      if (b == null) {
-        b = buffers[p] = new Buffer();
-      }
+      Buffer b = buffers[p] == null ? (buffers[p] = new Buffer()) : buffers[p];
       int before = b.size();
-      if (relocatable) {
+      if (shared != null) {
         redirect.target = b;
-        shared.writeKey(r._1(), ANY);
-        shared.writeValue(r._2(), ANY);
+        append(shared, r);
         shared.flush();
       } else {
         if (b.stream == null) {
           b.stream = ser.serializeStream(b);
         }
-        b.stream.writeKey(r._1(), ANY);
-        b.stream.writeValue(r._2(), ANY);
+        append(b.stream, r);
       }
       b.records++;
       buffered += b.size() - before;
@@ -143,6 +130,28 @@ final class BasaltShuffleWriter<K, V, C> extends ShuffleWriter<K, V> {
         push(largest());
       }
     }
+    finish();
+  }
+
+  /** Returns the records, combined by key first when the dependency asks for a map-side combine. */
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  private Iterator<? extends Product2<K, ?>> combined(Iterator<Product2<K, V>> records) {
+    if (!dep.mapSideCombine()) {
+      return records;
+    }
+    if (dep.aggregator().isEmpty()) {
+      throw new IllegalStateException("map-side combine without an aggregator");
+    }
+    return (Iterator) dep.aggregator().get().combineValuesByKey(records, context);
+  }
+
+  private static void append(SerializationStream s, Product2<?, ?> r) {
+    s.writeKey(r._1(), ANY);
+    s.writeValue(r._2(), ANY);
+  }
+
+  /** Pushes every partition's rest, waits for the acknowledgements, reports the end. */
+  private void finish() throws IOException {
     for (int p = 0; p < buffers.length; p++) {
       push(p);
     }
